@@ -1,0 +1,9 @@
+//! The Google accel class: TPU v4 and v4lite, char major 121, gasket driver.
+//!
+//! Maps `/sys/class/accel/accelN` to its PCI function and `/dev/accelN`. The gasket ioctl ABI
+//! and policy join this module with the ioctl gate.
+
+pub mod abi;
+mod class;
+
+pub use class::{AccelDevice, scan_class};

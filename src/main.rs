@@ -1,0 +1,6 @@
+//! The `accelgate` command.
+#![deny(unsafe_code)]
+
+fn main() -> std::process::ExitCode {
+    accelgate::cli::main()
+}
