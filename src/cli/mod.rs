@@ -1,3 +1,84 @@
-//! x
-/// x
-pub fn main() -> std::process::ExitCode { std::process::ExitCode::SUCCESS }
+//! The `accelgate` command line: argument parsing, output formatting and exit codes.
+//!
+//! Exit codes: 0 on success (warnings allowed), 1 when the host cannot be read, 2 on usage
+//! errors.
+
+mod discover;
+mod table;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+pub use discover::{render_discovery, render_warnings};
+
+const EXAMPLES: &str = "\
+Examples:
+  accelgate discover                                   # this host
+  accelgate discover --root fixtures/sysfs/tpu-v5e-8   # a fixture host, no hardware needed
+  accelgate discover --json | jq '.tpus[].bdfs'
+
+Environment:
+  RUST_LOG   log filter (tracing syntax) when --log-level is not given";
+
+/// accelgate gives sandboxed workloads GPUs and TPUs safely.
+#[derive(Debug, Parser)]
+#[command(name = "accelgate", version, after_help = EXAMPLES)]
+pub struct Cli {
+    /// Log level on stderr: error, warn, info, debug or trace [default: $RUST_LOG, else warn]
+    #[arg(long, global = true, value_name = "LEVEL", value_parser = ["error", "warn", "info", "debug", "trace"])]
+    log_level: Option<String>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Discover(discover::DiscoverArgs),
+}
+
+/// Exit status for a host that cannot be read or another runtime failure.
+pub const EXIT_FAILURE: u8 = 1;
+
+/// Exit status for a usage error (clap's convention).
+pub const EXIT_USAGE: u8 = 2;
+
+/// Runs the command line and returns the process exit status.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { EXIT_USAGE } else { 0 });
+        }
+    };
+    init_logging(cli.log_level.as_deref());
+    match cli.command {
+        Command::Discover(args) => discover::run(&args),
+    }
+}
+
+fn init_logging(level: Option<&str>) {
+    let filter = match level {
+        Some(level) => EnvFilter::new(level),
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
+    };
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+/// Prints `error: ...` with the whole source chain and returns the failure status.
+fn fail(context: &str, error: &dyn std::error::Error) -> ExitCode {
+    eprintln!("error: {context}: {}", crate::pci::error_chain(error));
+    ExitCode::from(EXIT_FAILURE)
+}
+
+/// `--root DIR` as the host, else the running host.
+fn host_root(root: Option<&PathBuf>) -> Result<crate::pci::HostRoot, crate::pci::PciError> {
+    match root {
+        Some(dir) => crate::pci::HostRoot::at(dir),
+        None => Ok(crate::pci::HostRoot::system()),
+    }
+}

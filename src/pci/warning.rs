@@ -12,19 +12,23 @@ use super::PciError;
 pub struct Warning {
     /// Host path of the offending file, link or node.
     pub path: PathBuf,
-    /// What is wrong and what discovery did about it.
+    /// What is wrong and what discovery did about it, naming the path.
     pub message: String,
 }
 
 impl Warning {
-    /// A warning about `path`.
-    pub fn new(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
-        Self { path: path.into(), message: message.into() }
+    /// A warning about `path`; the message starts with the path so it reads on its own.
+    pub fn new(path: impl Into<PathBuf>, detail: impl std::fmt::Display) -> Self {
+        let path = path.into();
+        let message = format!("{}: {detail}", path.display());
+        Self { path, message }
     }
 
-    /// A warning from an error (with its whole source chain) and what discovery did about it.
+    /// A warning from an error (whose message names the path, followed by its whole source
+    /// chain) and what discovery did about it.
     pub fn from_error(error: &PciError, consequence: &str) -> Self {
-        Self::new(error.path(), format!("{}; {consequence}", error_chain(error)))
+        let message = format!("{}; {consequence}", error_chain(error));
+        Self { path: error.path().to_path_buf(), message }
     }
 
     /// The path the warning is about.

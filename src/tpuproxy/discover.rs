@@ -92,6 +92,10 @@ pub fn discover(host: &HostRoot, pci: &PciScan, proc_devices: Option<&ProcDevice
             reason,
         };
         let Some(model) = model_for(device.device) else {
+            found.warnings.push(Warning::new(
+                device.sysfs_path.join("device"),
+                format!("unknown Google device ID {:#06x}; listed as unsupported", device.device),
+            ));
             found.unsupported.push(unsupported(format!(
                 "unknown Google device ID {:#06x}; not guessed",
                 device.device
