@@ -7,7 +7,9 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::nvproxy::{self, NvidiaDriver, NvidiaGpu, abi as nv};
-use crate::pci::{self, DevNode, HostRoot, PciError, PciScan, ProcDevices, UnsupportedDevice, Warning};
+use crate::pci::{
+    self, DevNode, HostRoot, PciError, PciScan, ProcDevices, UnsupportedDevice, Warning,
+};
 use crate::tpuproxy::{self, DriverModel, TpuChip};
 use crate::vfs::{DeviceClass, DeviceRegistry, VfsError};
 
@@ -69,7 +71,9 @@ pub fn discover(host: &HostRoot) -> Result<Discovery, PciError> {
         tpus: tpus.chips,
         gpus: nvidia.gpus,
         nvidia: nvidia.driver,
-        vfio: tpus.vfio_container.map(|node| VfioNodes { nodes: vec![node] }),
+        vfio: tpus
+            .vfio_container
+            .map(|node| VfioNodes { nodes: vec![node] }),
         unsupported,
         warnings,
         pci,

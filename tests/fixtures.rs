@@ -91,7 +91,11 @@ fn discovery_matches_expected_json() {
         let found = discover(&host).unwrap();
         let golden = dir.join("expected.json");
         if common::bless() {
-            fs::write(&golden, serde_json::to_string_pretty(&found).unwrap() + "\n").unwrap();
+            fs::write(
+                &golden,
+                serde_json::to_string_pretty(&found).unwrap() + "\n",
+            )
+            .unwrap();
             continue;
         }
         let found = serde_json::to_value(found).unwrap();
@@ -115,7 +119,13 @@ fn the_cli_json_is_the_library_result() {
             &["discover", "--root", dir.to_str().unwrap(), "--json"],
             std::time::Duration::from_secs(30),
         );
-        assert_eq!(output.status.code(), Some(0), "{}: {}", scenario.name, common::stderr(&output));
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{}: {}",
+            scenario.name,
+            common::stderr(&output)
+        );
         let printed: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
         let expected: serde_json::Value =
             serde_json::from_str(&fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();

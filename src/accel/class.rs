@@ -49,7 +49,10 @@ pub fn scan_class(host: &HostRoot, warnings: &mut Vec<Warning>) -> Vec<AccelDevi
                 };
                 warnings.push(Warning::new(dev_path, what));
             }
-            Err(e) => warnings.push(Warning::from_error(&e, &format!("accel device {name} ignored"))),
+            Err(e) => warnings.push(Warning::from_error(
+                &e,
+                &format!("accel device {name} ignored"),
+            )),
         }
     }
     found
@@ -80,14 +83,25 @@ fn read_entry(host: &HostRoot, class_dir: &Path, name: &str) -> Result<Entry, Pc
         reason,
     })?;
     if major != ACCEL_MAJOR {
-        return Ok(Entry::Foreign { dev_path: tree.host_path(&dev_file), major });
+        return Ok(Entry::Foreign {
+            dev_path: tree.host_path(&dev_file),
+            major,
+        });
     }
     let pci_dir = tree.resolve_under(&dir, "device")?;
-    let pci_name = pci_dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let pci_name = pci_dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
     let bdf = Bdf::parse(pci_name).map_err(|reason| PciError::Invalid {
         path: tree.host_path(&dir.join("device")),
         value: pci_name.to_owned(),
         reason,
     })?;
-    Ok(Entry::Tpu(AccelDevice { index, minor, bdf, node_path: PathBuf::from(format!("/dev/{name}")) }))
+    Ok(Entry::Tpu(AccelDevice {
+        index,
+        minor,
+        bdf,
+        node_path: PathBuf::from(format!("/dev/{name}")),
+    }))
 }

@@ -57,12 +57,18 @@ pub fn run(args: &DiscoverArgs) -> ExitCode {
 
 /// One `warning: ...` line per warning.
 pub fn render_warnings(warnings: &[Warning]) -> String {
-    warnings.iter().map(|w| format!("warning: {}\n", w.message)).collect()
+    warnings
+        .iter()
+        .map(|w| format!("warning: {}\n", w.message))
+        .collect()
 }
 
 fn node_cell(node: Option<&DevNode>) -> (String, String) {
     match node {
-        Some(node) => (node.path.display().to_string(), format!("{} {}", node.kind.letter(), node.numbers())),
+        Some(node) => (
+            node.path.display().to_string(),
+            format!("{} {}", node.kind.letter(), node.numbers()),
+        ),
         None => ("(missing)".to_owned(), "-".to_owned()),
     }
 }
@@ -74,11 +80,16 @@ fn optional<T: ToString>(value: Option<T>) -> String {
 /// The human-readable discovery report: one row per PCI function, then shared nodes,
 /// unsupported devices and a summary.
 pub fn render_discovery(found: &Discovery) -> String {
-    let mut table = Table::new(&["KIND", "INDEX", "MODEL", "BDF", "NODE", "DEVICE", "NUMA", "IOMMU", "DRIVER"]);
+    let mut table = Table::new(&[
+        "KIND", "INDEX", "MODEL", "BDF", "NODE", "DEVICE", "NUMA", "IOMMU", "DRIVER",
+    ]);
     for chip in &found.tpus {
         for (i, bdf) in chip.bdfs.iter().enumerate() {
             // Accel chips have one node; VFIO chips one per function.
-            let node = chip.nodes.get(i).or(chip.nodes.first().filter(|_| chip.bdfs.len() == 1));
+            let node = chip
+                .nodes
+                .get(i)
+                .or(chip.nodes.first().filter(|_| chip.bdfs.len() == 1));
             let (path, numbers) = node_cell(node);
             table.row(vec![
                 "tpu".into(),
@@ -113,7 +124,11 @@ pub fn render_discovery(found: &Discovery) -> String {
         table.render()
     };
     let shared = |nodes: &[DevNode]| {
-        nodes.iter().map(|n| format!("{} {} {}", n.path.display(), n.kind.letter(), n.numbers())).collect::<Vec<_>>().join(", ")
+        nodes
+            .iter()
+            .map(|n| format!("{} {} {}", n.path.display(), n.kind.letter(), n.numbers()))
+            .collect::<Vec<_>>()
+            .join(", ")
     };
     if let Some(vfio) = &found.vfio {
         let _ = writeln!(out, "\nvfio: {}", shared(&vfio.nodes));
@@ -125,7 +140,11 @@ pub fn render_discovery(found: &Discovery) -> String {
     if !found.unsupported.is_empty() {
         out.push_str("\nunsupported:\n");
         for u in &found.unsupported {
-            let _ = writeln!(out, "  {} {} {:#06x}:{:#06x}  {}", u.bdf, u.kind, u.vendor, u.device_id, u.reason);
+            let _ = writeln!(
+                out,
+                "  {} {} {:#06x}:{:#06x}  {}",
+                u.bdf, u.kind, u.vendor, u.device_id, u.reason
+            );
         }
     }
     let _ = writeln!(

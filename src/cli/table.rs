@@ -7,7 +7,9 @@ pub struct Table {
 impl Table {
     /// A table with a header row.
     pub fn new(headers: &[&str]) -> Self {
-        Self { rows: vec![headers.iter().map(|h| (*h).to_owned()).collect()] }
+        Self {
+            rows: vec![headers.iter().map(|h| (*h).to_owned()).collect()],
+        }
     }
 
     /// Appends a row.
@@ -19,7 +21,14 @@ impl Table {
     pub fn render(&self) -> String {
         let columns = self.rows.iter().map(Vec::len).max().unwrap_or(0);
         let widths: Vec<usize> = (0..columns)
-            .map(|c| self.rows.iter().filter_map(|r| r.get(c)).map(|s| s.chars().count()).max().unwrap_or(0))
+            .map(|c| {
+                self.rows
+                    .iter()
+                    .filter_map(|r| r.get(c))
+                    .map(|s| s.chars().count())
+                    .max()
+                    .unwrap_or(0)
+            })
             .collect();
         let mut out = String::new();
         for row in &self.rows {

@@ -12,7 +12,7 @@ use super::gpu_info::{GpuInformation, parse_information};
 use super::version::{DriverVersion, parse_proc_version};
 use crate::pci::attr::serialize_hex_id;
 use crate::pci::{
-    Bdf, DevNode, HostRoot, PciDevice, PciError, PciScan, ProcDevices, UnsupportedDevice,
+    Bdf, DevNode, HostRoot, HostTree, PciDevice, PciError, PciScan, ProcDevices, UnsupportedDevice,
     Warning, check_major,
 };
 
@@ -72,7 +72,11 @@ pub struct NvidiaDiscovery {
 /// GPU ↔ minor ↔ model ↔ UUID comes from `/proc/driver/nvidia/gpus/<bdf>/information`; the
 /// driver version from `/proc/driver/nvidia/version`, else `/sys/module/nvidia/version`; the
 /// majors from `/proc/devices`. A node whose numbers disagree is kept and warned about.
-pub fn discover(host: &HostRoot, pci: &PciScan, proc_devices: Option<&ProcDevices>) -> NvidiaDiscovery {
+pub fn discover(
+    host: &HostRoot,
+    pci: &PciScan,
+    proc_devices: Option<&ProcDevices>,
+) -> NvidiaDiscovery {
     let mut found = NvidiaDiscovery::default();
     let candidates: Vec<&PciDevice> = pci
         .devices
@@ -89,13 +93,22 @@ pub fn discover(host: &HostRoot, pci: &PciScan, proc_devices: Option<&ProcDevice
     if candidates.is_empty() && !driver_loaded {
         return found;
     }
-    let frontend_major =
-        FRONTEND_MAJOR_NAMES.iter().find_map(|name| majors.get(*name).copied()).unwrap_or(FRONTEND_MAJOR);
+    let frontend_major = FRONTEND_MAJOR_NAMES
+        .iter()
+        .find_map(|name| majors.get(*name).copied())
+        .unwrap_or(FRONTEND_MAJOR);
 
     for device in candidates {
         match read_information(host, device.bdf) {
             Ok(Some(info)) => {
-                if let Some(gpu) = usable_gpu(host, device, &info, frontend_major, found.gpus.len(), &mut found.warnings) {
+                if let Some(gpu) = usable_gpu(
+                    host,
+                    device,
+                    &info,
+                    frontend_major,
+                    found.gpus.len(),
+                    &mut found.warnings,
+                ) {
                     found.gpus.push(gpu);
                 }
             }
@@ -113,15 +126,28 @@ pub fn discover(host: &HostRoot, pci: &PciScan, proc_devices: Option<&ProcDevice
                     }
                 ),
             }),
-            Err(e) => found.warnings.push(Warning::from_error(&e, &format!("GPU {} skipped", device.bdf))),
+            Err(e) => found.warnings.push(Warning::from_error(
+                &e,
+                &format!("GPU {} skipped", device.bdf),
+            )),
         }
     }
     warn_orphan_gpu_nodes(host, &found.gpus, &mut found.warnings);
 
     if driver_loaded {
         let driver_version = read_version(host, &mut found.warnings);
-        let nodes = driver_nodes(host, &majors, frontend_major, !found.gpus.is_empty(), &mut found.warnings);
-        found.driver = Some(NvidiaDriver { driver_version, nodes, majors });
+        let nodes = driver_nodes(
+            host,
+            &majors,
+            frontend_major,
+            !found.gpus.is_empty(),
+            &mut found.warnings,
+        );
+        found.driver = Some(NvidiaDriver {
+            driver_version,
+            nodes,
+            majors,
+        });
     } else {
         for gpu in &found.gpus {
             found.warnings.push(Warning::new(
@@ -133,7 +159,7 @@ pub fn discover(host: &HostRoot, pci: &PciScan, proc_devices: Option<&ProcDevice
     found
 }
 
-fn exists(tree: &crate::pci::HostTree, rel: &str) -> bool {
+fn exists(tree: &HostTree, rel: &str) -> bool {
     tree.resolve(rel).is_ok()
 }
 
@@ -146,11 +172,13 @@ fn read_information(host: &HostRoot, bdf: Bdf) -> Result<Option<GpuInformation>,
     };
     let path = dir.join("information");
     let text = tree.read(&path)?;
-    parse_information(&text).map(Some).map_err(|reason| PciError::Invalid {
-        path: tree.host_path(&path),
-        value: text.clone(),
-        reason,
-    })
+    parse_information(&text)
+        .map(Some)
+        .map_err(|reason| PciError::Invalid {
+            path: tree.host_path(&path),
+            value: text.clone(),
+            reason,
+        })
 }
 
 fn usable_gpu(
@@ -161,31 +189,54 @@ fn usable_gpu(
     index: usize,
     warnings: &mut Vec<Warning>,
 ) -> Option<NvidiaGpu> {
-    let info_path = PathBuf::from(format!("/proc/driver/nvidia/gpus/{}/information", device.bdf));
-    if info.bus_location.is_some_and(|location| location != device.bdf) {
+    let info_path = PathBuf::from(format!(
+        "/proc/driver/nvidia/gpus/{}/information",
+        device.bdf
+    ));
+    if info
+        .bus_location
+        .is_some_and(|location| location != device.bdf)
+    {
         warnings.push(Warning::new(
             &info_path,
-            format!("Bus Location disagrees with the directory name {}", device.bdf),
+            format!(
+                "Bus Location disagrees with the directory name {}",
+                device.bdf
+            ),
         ));
     }
     if info.device_minor > MAX_GPU_MINOR {
         warnings.push(Warning::new(
             &info_path,
-            format!("Device Minor {} is above {MAX_GPU_MINOR}; GPU skipped", info.device_minor),
+            format!(
+                "Device Minor {} is above {MAX_GPU_MINOR}; GPU skipped",
+                info.device_minor
+            ),
         ));
         return None;
     }
     let path = PathBuf::from(format!("/dev/nvidia{}", info.device_minor));
     let what = format!("GPU {} (minor {})", device.bdf, info.device_minor);
-    let node = host.dev().char_node(&path, &what, warnings).inspect(|node| {
-        check_major(node, frontend_major, "/proc/devices nvidia-frontend", warnings);
-        if node.minor != info.device_minor {
-            warnings.push(Warning::new(
-                &node.path,
-                format!("minor {} disagrees with the driver's Device Minor {}", node.minor, info.device_minor),
-            ));
-        }
-    });
+    let node = host
+        .dev()
+        .char_node(&path, &what, warnings)
+        .inspect(|node| {
+            check_major(
+                node,
+                frontend_major,
+                "/proc/devices nvidia-frontend",
+                warnings,
+            );
+            if node.minor != info.device_minor {
+                warnings.push(Warning::new(
+                    &node.path,
+                    format!(
+                        "minor {} disagrees with the driver's Device Minor {}",
+                        node.minor, info.device_minor
+                    ),
+                ));
+            }
+        });
     Some(NvidiaGpu {
         index,
         bdf: device.bdf,
@@ -213,7 +264,10 @@ fn warn_orphan_gpu_nodes(host: &HostRoot, gpus: &[NvidiaGpu], warnings: &mut Vec
             continue;
         };
         if !gpus.iter().any(|gpu| gpu.minor == minor) {
-            warnings.push(Warning::new(&node.path, format!("no NVIDIA GPU has minor {minor}")));
+            warnings.push(Warning::new(
+                &node.path,
+                format!("no NVIDIA GPU has minor {minor}"),
+            ));
         }
     }
 }
@@ -228,29 +282,45 @@ fn gpu_node_minor(path: &Path) -> Option<u32> {
 }
 
 fn read_version(host: &HostRoot, warnings: &mut Vec<Warning>) -> Option<DriverVersion> {
-    let sources: [(&crate::pci::HostTree, &str, fn(&str) -> Result<DriverVersion, &'static str>); 2] = [
-        (host.proc(), "driver/nvidia/version", parse_proc_version),
-        (host.sys(), "module/nvidia/version", |text| DriverVersion::parse(text.trim())),
-    ];
-    for (tree, rel, parse) in sources {
-        let path = tree.root().join(rel);
-        match tree.read_optional(&path) {
-            Ok(Some(text)) => match parse(&text) {
-                Ok(version) => return Some(version),
-                Err(reason) => {
-                    let e = PciError::Invalid { path: tree.host_path(&path), value: text, reason };
-                    warnings.push(Warning::from_error(&e, "ignored"));
-                }
-            },
-            Ok(None) => {}
-            Err(e) => warnings.push(Warning::from_error(&e, "ignored")),
-        }
+    let version = version_from(
+        host.proc(),
+        "driver/nvidia/version",
+        parse_proc_version,
+        warnings,
+    )
+    .or_else(|| {
+        let parse = |text: &str| DriverVersion::parse(text.trim());
+        version_from(host.sys(), "module/nvidia/version", parse, warnings)
+    });
+    if version.is_none() {
+        warnings.push(Warning::new(
+            "/proc/driver/nvidia/version",
+            "NVIDIA driver version unknown (neither it nor /sys/module/nvidia/version is readable)",
+        ));
     }
-    warnings.push(Warning::new(
-        "/proc/driver/nvidia/version",
-        "NVIDIA driver version unknown (neither it nor /sys/module/nvidia/version is readable)",
-    ));
-    None
+    version
+}
+
+/// The version in one file; a file that is there but does not parse is a warning.
+fn version_from(
+    tree: &HostTree,
+    rel: &str,
+    parse: impl Fn(&str) -> Result<DriverVersion, &'static str>,
+    warnings: &mut Vec<Warning>,
+) -> Option<DriverVersion> {
+    let path = tree.root().join(rel);
+    let parsed = tree.read_optional(&path).and_then(|text| match text {
+        None => Ok(None),
+        Some(text) => parse(&text).map(Some).map_err(|reason| PciError::Invalid {
+            path: tree.host_path(&path),
+            value: text,
+            reason,
+        }),
+    });
+    parsed.unwrap_or_else(|e| {
+        warnings.push(Warning::from_error(&e, "ignored"));
+        None
+    })
 }
 
 fn driver_nodes(
@@ -263,7 +333,8 @@ fn driver_nodes(
     let uvm_major = majors.get(UVM_MAJOR_NAME).copied();
     let caps_major = majors.get(CAPS_MAJOR_NAME).copied();
     let mut nodes = Vec::new();
-    let optional = |path: &str, warnings: &mut Vec<Warning>| match host.dev().node(Path::new(path)) {
+    let optional = |path: &str, warnings: &mut Vec<Warning>| match host.dev().node(Path::new(path))
+    {
         Ok(node) => node,
         Err(e) => {
             warnings.push(Warning::from_error(&e, "ignored"));
@@ -272,7 +343,8 @@ fn driver_nodes(
     };
 
     let ctl = if have_gpus {
-        host.dev().char_node(Path::new(CTL_PATH), "the NVIDIA control device", warnings)
+        host.dev()
+            .char_node(Path::new(CTL_PATH), "the NVIDIA control device", warnings)
     } else {
         optional(CTL_PATH, warnings)
     };
@@ -284,7 +356,10 @@ fn driver_nodes(
         if let Some(node) = optional(path, warnings) {
             match uvm_major {
                 Some(major) => check_major(&node, major, "/proc/devices nvidia-uvm", warnings),
-                None => warnings.push(Warning::new(&node.path, "no nvidia-uvm major in /proc/devices to check it against")),
+                None => warnings.push(Warning::new(
+                    &node.path,
+                    "no nvidia-uvm major in /proc/devices to check it against",
+                )),
             }
             nodes.push(node);
         }
@@ -310,7 +385,10 @@ fn driver_nodes(
 fn expect_numbers(node: &DevNode, major: u32, minor: u32, warnings: &mut Vec<Warning>) {
     check_major(node, major, "/proc/devices nvidia-frontend", warnings);
     if node.minor != minor {
-        warnings.push(Warning::new(&node.path, format!("minor {} is not the driver's {minor}", node.minor)));
+        warnings.push(Warning::new(
+            &node.path,
+            format!("minor {} is not the driver's {minor}", node.minor),
+        ));
     }
 }
 

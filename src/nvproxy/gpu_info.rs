@@ -30,16 +30,23 @@ pub fn parse_information(text: &str) -> Result<GpuInformation, &'static str> {
             "Model" => model = text,
             "GPU UUID" => uuid = text,
             "Bus Location" => {
-                bus_location = Some(Bdf::parse(value).map_err(|_| "Bus Location is not a PCI address")?);
+                bus_location =
+                    Some(Bdf::parse(value).map_err(|_| "Bus Location is not a PCI address")?);
             }
             "Device Minor" => {
-                device_minor = Some(parse_decimal_u32(value).map_err(|_| "Device Minor is not a number")?);
+                device_minor =
+                    Some(parse_decimal_u32(value).map_err(|_| "Device Minor is not a number")?);
             }
             _ => {}
         }
     }
     let device_minor = device_minor.ok_or("no `Device Minor:` line")?;
-    Ok(GpuInformation { model, uuid, bus_location, device_minor })
+    Ok(GpuInformation {
+        model,
+        uuid,
+        bus_location,
+        device_minor,
+    })
 }
 
 #[cfg(test)]
@@ -55,15 +62,24 @@ mod tests {
     fn reads_a_real_information_file() {
         let info = parse_information(H100).unwrap();
         assert_eq!(info.model.as_deref(), Some("NVIDIA H100 80GB HBM3"));
-        assert_eq!(info.uuid.as_deref(), Some("GPU-8d3ef2b5-6a1c-4f0e-9b7d-2c5a9e1f3b40"));
+        assert_eq!(
+            info.uuid.as_deref(),
+            Some("GPU-8d3ef2b5-6a1c-4f0e-9b7d-2c5a9e1f3b40")
+        );
         assert_eq!(info.bus_location.unwrap().to_string(), "0000:1b:00.0");
         assert_eq!(info.device_minor, 3);
     }
 
     #[test]
     fn device_minor_is_required_and_numeric() {
-        assert_eq!(parse_information("Model: x\n"), Err("no `Device Minor:` line"));
-        assert_eq!(parse_information("Device Minor: three\n"), Err("Device Minor is not a number"));
+        assert_eq!(
+            parse_information("Model: x\n"),
+            Err("no `Device Minor:` line")
+        );
+        assert_eq!(
+            parse_information("Device Minor: three\n"),
+            Err("Device Minor is not a number")
+        );
         assert_eq!(
             parse_information("Device Minor: 0\nBus Location: 1b:00.0\n"),
             Err("Bus Location is not a PCI address")

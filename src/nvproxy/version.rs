@@ -33,7 +33,11 @@ impl DriverVersion {
         if parts.next().is_some() {
             return Err("not MAJOR.MINOR[.PATCH]");
         }
-        Ok(Self { major, minor, patch })
+        Ok(Self {
+            major,
+            minor,
+            patch,
+        })
     }
 }
 
@@ -71,7 +75,9 @@ pub fn parse_proc_version(text: &str) -> Result<DriverVersion, &'static str> {
         .lines()
         .find(|l| l.trim_start().starts_with("NVRM version:"))
         .ok_or("no `NVRM version:` line")?;
-    let (_, after) = line.split_once("Kernel Module").ok_or("no `Kernel Module` in the NVRM line")?;
+    let (_, after) = line
+        .split_once("Kernel Module")
+        .ok_or("no `Kernel Module` in the NVRM line")?;
     after
         .split_whitespace()
         .find_map(|word| DriverVersion::parse(word).ok())
@@ -93,7 +99,10 @@ mod tests {
     #[test]
     fn reads_both_line_formats() {
         assert_eq!(parse_proc_version(OPEN).unwrap().to_string(), "550.54.15");
-        assert_eq!(parse_proc_version(PROPRIETARY).unwrap().to_string(), "535.104.05");
+        assert_eq!(
+            parse_proc_version(PROPRIETARY).unwrap().to_string(),
+            "535.104.05"
+        );
         assert_eq!(parse_proc_version(ARM).unwrap().to_string(), "570.124.06");
     }
 
@@ -109,7 +118,10 @@ mod tests {
         let a = DriverVersion::parse("535.104.05").unwrap();
         let b = DriverVersion::parse("535.54.03").unwrap();
         assert!(a > b);
-        assert_eq!(DriverVersion::parse("390.157").unwrap().to_string(), "390.157");
+        assert_eq!(
+            DriverVersion::parse("390.157").unwrap().to_string(),
+            "390.157"
+        );
         for bad in ["", "550", "550.", "550.54.15.1", "v550.54", "550.x"] {
             assert!(DriverVersion::parse(bad).is_err(), "{bad:?}");
         }

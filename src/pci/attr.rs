@@ -58,14 +58,14 @@ pub fn parse_numa_node(text: &str) -> Result<Option<i32>, &'static str> {
         return Ok(None);
     }
     let node = parse_decimal_u32(trimmed).map_err(|_| "not a NUMA node number or -1")?;
-    i32::try_from(node).map(Some).map_err(|_| "NUMA node number too large")
+    i32::try_from(node)
+        .map(Some)
+        .map_err(|_| "NUMA node number too large")
 }
 
 /// Parses a `dev` attribute: `MAJOR:MINOR` in decimal.
 pub fn parse_dev_numbers(text: &str) -> Result<(u32, u32), &'static str> {
-    let (major, minor) = trim_attr(text)
-        .split_once(':')
-        .ok_or("not MAJOR:MINOR")?;
+    let (major, minor) = trim_attr(text).split_once(':').ok_or("not MAJOR:MINOR")?;
     let major = parse_decimal_u32(major).map_err(|_| "major is not a decimal number")?;
     let minor = parse_decimal_u32(minor).map_err(|_| "minor is not a decimal number")?;
     Ok((major, minor))
@@ -82,7 +82,9 @@ mod tests {
 
     #[test]
     fn hex_accepts_the_forms_the_kernel_and_tools_write() {
-        for text in ["0x005e\n", "005e", "0x005E", "0x005e\0", "0X005e", "  0x5e  ", "5e\n\0\0"] {
+        for text in [
+            "0x005e\n", "005e", "0x005E", "0x005e\0", "0X005e", "  0x5e  ", "5e\n\0\0",
+        ] {
             assert_eq!(parse_hex_u32(text), Ok(0x5e), "{text:?}");
         }
         assert_eq!(parse_hex_u32("0xffffffff"), Ok(u32::MAX));
@@ -129,7 +131,13 @@ mod tests {
         assert_eq!(parse_dev_numbers("121:3\n"), Ok((121, 3)));
         assert_eq!(parse_dev_numbers("511:0"), Ok((511, 0)));
         assert_eq!(parse_dev_numbers("121"), Err("not MAJOR:MINOR"));
-        assert_eq!(parse_dev_numbers("0x79:0"), Err("major is not a decimal number"));
-        assert_eq!(parse_dev_numbers("121:"), Err("minor is not a decimal number"));
+        assert_eq!(
+            parse_dev_numbers("0x79:0"),
+            Err("major is not a decimal number")
+        );
+        assert_eq!(
+            parse_dev_numbers("121:"),
+            Err("minor is not a decimal number")
+        );
     }
 }

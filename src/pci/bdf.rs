@@ -26,7 +26,12 @@ impl Bdf {
         if domain > MAX_DOMAIN || device > MAX_DEVICE || function > MAX_FUNCTION {
             return None;
         }
-        Some(Self { domain, bus, device, function })
+        Some(Self {
+            domain,
+            bus,
+            device,
+            function,
+        })
     }
 
     /// PCI segment (domain) number.
@@ -52,7 +57,10 @@ impl Bdf {
     /// The same slot's function 0: the key that groups the functions of one multi-function
     /// device (TPU7x has one function per core).
     pub const fn slot(&self) -> Self {
-        Self { function: 0, ..*self }
+        Self {
+            function: 0,
+            ..*self
+        }
     }
 
     /// Parses `DDDD:BB:DD.F`; the reason names the part that is wrong.
@@ -75,7 +83,12 @@ impl Bdf {
             return Err("function number above 7");
         }
         // Two hex digits at most, so the casts cannot truncate.
-        Ok(Self { domain, bus: bus as u8, device: device as u8, function: function as u8 })
+        Ok(Self {
+            domain,
+            bus: bus as u8,
+            device: device as u8,
+            function: function as u8,
+        })
     }
 }
 
@@ -97,7 +110,11 @@ impl FromStr for Bdf {
 
 impl fmt::Display for Bdf {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:04x}:{:02x}:{:02x}.{:x}", self.domain, self.bus, self.device, self.function)
+        write!(
+            f,
+            "{:04x}:{:02x}:{:02x}.{:x}",
+            self.domain, self.bus, self.device, self.function
+        )
     }
 }
 
@@ -113,14 +130,23 @@ mod tests {
 
     #[test]
     fn round_trips_kernel_names() {
-        for text in ["0000:00:04.0", "0000:00:0b.0", "0000:1b:00.0", "0001:ff:1f.7", "10000:00:02.0"] {
+        for text in [
+            "0000:00:04.0",
+            "0000:00:0b.0",
+            "0000:1b:00.0",
+            "0001:ff:1f.7",
+            "10000:00:02.0",
+        ] {
             assert_eq!(Bdf::parse(text).map(|b| b.to_string()), Ok(text.to_owned()));
         }
     }
 
     #[test]
     fn accepts_upper_case_and_prints_lower_case() {
-        assert_eq!(Bdf::parse("0000:AB:0C.1").unwrap().to_string(), "0000:ab:0c.1");
+        assert_eq!(
+            Bdf::parse("0000:AB:0C.1").unwrap().to_string(),
+            "0000:ab:0c.1"
+        );
     }
 
     #[test]
@@ -150,13 +176,26 @@ mod tests {
 
     #[test]
     fn orders_by_bus_position() {
-        let mut bdfs: Vec<Bdf> = ["0000:1b:00.0", "0000:04:00.0", "10000:00:00.0", "0000:04:00.1"]
-            .iter()
-            .map(|t| t.parse().unwrap())
-            .collect();
+        let mut bdfs: Vec<Bdf> = [
+            "0000:1b:00.0",
+            "0000:04:00.0",
+            "10000:00:00.0",
+            "0000:04:00.1",
+        ]
+        .iter()
+        .map(|t| t.parse().unwrap())
+        .collect();
         bdfs.sort();
         let names: Vec<String> = bdfs.iter().map(Bdf::to_string).collect();
-        assert_eq!(names, ["0000:04:00.0", "0000:04:00.1", "0000:1b:00.0", "10000:00:00.0"]);
+        assert_eq!(
+            names,
+            [
+                "0000:04:00.0",
+                "0000:04:00.1",
+                "0000:1b:00.0",
+                "10000:00:00.0"
+            ]
+        );
     }
 
     #[test]

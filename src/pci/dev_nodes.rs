@@ -73,11 +73,19 @@ pub enum DevSource {
 impl DevSource {
     /// Reads and parses a `dev.list` manifest.
     pub fn manifest(path: &Path) -> Result<Self, PciError> {
-        let text = fs::read_to_string(path)
-            .map_err(|source| PciError::Read { path: path.to_path_buf(), source })?;
+        let text = fs::read_to_string(path).map_err(|source| PciError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let nodes = parse_manifest(&text, path)?;
-        let nodes = nodes.into_iter().map(|node| (node.path.clone(), node)).collect();
-        Ok(Self::Manifest { path: path.to_path_buf(), nodes })
+        let nodes = nodes
+            .into_iter()
+            .map(|node| (node.path.clone(), node))
+            .collect();
+        Ok(Self::Manifest {
+            path: path.to_path_buf(),
+            nodes,
+        })
     }
 
     /// The node at host path `path` (`/dev/vfio/0`), `None` when there is none.
@@ -99,9 +107,11 @@ impl DevSource {
     /// sorted by path.
     pub fn children(&self, dir: &Path) -> Result<Vec<DevNode>, PciError> {
         match self {
-            Self::Manifest { nodes, .. } => {
-                Ok(nodes.values().filter(|n| n.path.parent() == Some(dir)).cloned().collect())
-            }
+            Self::Manifest { nodes, .. } => Ok(nodes
+                .values()
+                .filter(|n| n.path.parent() == Some(dir))
+                .cloned()
+                .collect()),
             Self::Directory(root) => {
                 let Ok(rel) = dir.strip_prefix("/dev") else {
                     return Ok(Vec::new());
@@ -109,12 +119,19 @@ impl DevSource {
                 let entries = match fs::read_dir(root.join(rel)) {
                     Ok(entries) => entries,
                     Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-                    Err(source) => return Err(PciError::Read { path: dir.to_path_buf(), source }),
+                    Err(source) => {
+                        return Err(PciError::Read {
+                            path: dir.to_path_buf(),
+                            source,
+                        });
+                    }
                 };
                 let mut found = Vec::new();
                 for entry in entries {
-                    let entry =
-                        entry.map_err(|source| PciError::Read { path: dir.to_path_buf(), source })?;
+                    let entry = entry.map_err(|source| PciError::Read {
+                        path: dir.to_path_buf(),
+                        source,
+                    })?;
                     let host = dir.join(entry.file_name());
                     match stat_node(&entry.path(), &host) {
                         Ok(Some(node)) => found.push(node),
@@ -132,11 +149,19 @@ impl DevSource {
 impl DevSource {
     /// The character node at host path `path`, or `None` with a warning saying `what` lacks
     /// it (missing, unreadable, or not a character device).
-    pub fn char_node(&self, path: &Path, what: &str, warnings: &mut Vec<Warning>) -> Option<DevNode> {
+    pub fn char_node(
+        &self,
+        path: &Path,
+        what: &str,
+        warnings: &mut Vec<Warning>,
+    ) -> Option<DevNode> {
         match self.node(path) {
             Ok(Some(node)) if node.kind == NodeKind::Char => Some(node),
             Ok(Some(_)) => {
-                warnings.push(Warning::new(path, format!("a block device, not the character device of {what}; ignored")));
+                warnings.push(Warning::new(
+                    path,
+                    format!("a block device, not the character device of {what}; ignored"),
+                ));
                 None
             }
             Ok(None) => {
@@ -144,7 +169,10 @@ impl DevSource {
                 None
             }
             Err(e) => {
-                warnings.push(Warning::from_error(&e, &format!("no device node for {what}")));
+                warnings.push(Warning::from_error(
+                    &e,
+                    &format!("no device node for {what}"),
+                ));
                 None
             }
         }
@@ -157,7 +185,10 @@ pub fn check_major(node: &DevNode, expected: u32, authority: &str, warnings: &mu
     if node.major != expected {
         warnings.push(Warning::new(
             &node.path,
-            format!("major {} disagrees with {authority} major {expected}", node.major),
+            format!(
+                "major {} disagrees with {authority} major {expected}",
+                node.major
+            ),
         ));
     }
 }
@@ -166,14 +197,21 @@ fn stat_node(disk: &Path, host: &Path) -> Result<Option<DevNode>, PciError> {
     let meta = match fs::symlink_metadata(disk) {
         Ok(meta) => meta,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => return Err(PciError::Read { path: host.to_path_buf(), source }),
+        Err(source) => {
+            return Err(PciError::Read {
+                path: host.to_path_buf(),
+                source,
+            });
+        }
     };
     let kind = if meta.file_type().is_char_device() {
         NodeKind::Char
     } else if meta.file_type().is_block_device() {
         NodeKind::Block
     } else {
-        return Err(PciError::NotADevice { path: host.to_path_buf() });
+        return Err(PciError::NotADevice {
+            path: host.to_path_buf(),
+        });
     };
     let rdev = meta.rdev();
     Ok(Some(DevNode {
@@ -212,7 +250,9 @@ pub fn parse_manifest(text: &str, origin: &Path) -> Result<Vec<DevNode>, PciErro
         let clean = path.is_absolute()
             && path.starts_with("/dev")
             && path.components().count() > 2
-            && path.components().all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
+            && path
+                .components()
+                .all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
         if !clean {
             return Err(error(format!(
                 "{} is not a clean absolute path under /dev",
@@ -233,7 +273,13 @@ pub fn parse_manifest(text: &str, origin: &Path) -> Result<Vec<DevNode>, PciErro
         if nodes.iter().any(|n| n.path == path) {
             return Err(error(format!("{} is listed twice", path.display())));
         }
-        nodes.push(DevNode { path, kind, major, minor, mode });
+        nodes.push(DevNode {
+            path,
+            kind,
+            major,
+            minor,
+            mode,
+        });
     }
     Ok(nodes)
 }
@@ -249,7 +295,10 @@ mod tests {
         let nodes = parse_manifest(text, Path::new("dev.list")).unwrap();
         assert_eq!(nodes.len(), 3);
         assert_eq!(nodes[1].path, Path::new("/dev/vfio/0"));
-        assert_eq!((nodes[1].major, nodes[1].minor, nodes[1].mode), (245, 2, 0o666));
+        assert_eq!(
+            (nodes[1].major, nodes[1].minor, nodes[1].mode),
+            (245, 2, 0o666)
+        );
         assert_eq!(nodes[2].kind, NodeKind::Block);
     }
 
@@ -263,10 +312,15 @@ mod tests {
             ("/dev/accel0 x 121:0 0666", "is not `c` or `b`"),
             ("/dev/accel0 c 121-0 0666", "not MAJOR:MINOR"),
             ("/dev/accel0 c 121:0 0999", "not octal"),
-            ("/dev/accel0 c 121:0 0666\n/dev/accel0 c 121:1 0666", "listed twice"),
+            (
+                "/dev/accel0 c 121:0 0666\n/dev/accel0 c 121:1 0666",
+                "listed twice",
+            ),
         ];
         for (text, expected) in cases {
-            let err = parse_manifest(text, Path::new("fx/dev.list")).unwrap_err().to_string();
+            let err = parse_manifest(text, Path::new("fx/dev.list"))
+                .unwrap_err()
+                .to_string();
             assert!(err.starts_with("fx/dev.list:"), "{err}");
             assert!(err.contains(expected), "{text:?}: {err}");
         }

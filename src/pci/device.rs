@@ -60,8 +60,10 @@ impl PciDevice {
         let vendor = required("vendor")?;
         let device = required("device")?;
 
-        let subsystem_vendor = optional_attr(tree, dir, "subsystem_vendor", parse_hex_u16, warnings);
-        let subsystem_device = optional_attr(tree, dir, "subsystem_device", parse_hex_u16, warnings);
+        let subsystem_vendor =
+            optional_attr(tree, dir, "subsystem_vendor", parse_hex_u16, warnings);
+        let subsystem_device =
+            optional_attr(tree, dir, "subsystem_device", parse_hex_u16, warnings);
         let class = optional_attr(tree, dir, "class", parse_class, warnings);
         let revision = optional_attr(tree, dir, "revision", parse_revision, warnings);
         let numa_node = optional_attr(tree, dir, "numa_node", parse_numa_node, warnings).flatten();
@@ -93,7 +95,8 @@ impl PciDevice {
 
     /// Whether the class code says display controller (VGA or 3D): a GPU.
     pub fn is_display_controller(&self) -> bool {
-        self.class.is_some_and(|class| (class >> 16) as u8 == CLASS_DISPLAY)
+        self.class
+            .is_some_and(|class| (class >> 16) as u8 == CLASS_DISPLAY)
     }
 }
 
@@ -109,10 +112,15 @@ fn optional_attr<T>(
     let path = dir.join(name);
     let parsed = tree.read_optional(&path).and_then(|text| match text {
         None => Ok(None),
-        Some(text) => parse(&text).map(Some).map_err(|reason| invalid(tree, &path, &text, reason)),
+        Some(text) => parse(&text)
+            .map(Some)
+            .map_err(|reason| invalid(tree, &path, &text, reason)),
     });
     parsed.unwrap_or_else(|e| {
-        warnings.push(Warning::from_error(&e, &format!("{name} treated as unknown")));
+        warnings.push(Warning::from_error(
+            &e,
+            &format!("{name} treated as unknown"),
+        ));
         None
     })
 }
@@ -139,7 +147,13 @@ fn link_attr<T>(
 }
 
 fn parse_class(text: &str) -> Result<u32, &'static str> {
-    parse_hex_u32(text).and_then(|c| if c <= 0xff_ffff { Ok(c) } else { Err("wider than 24 bits") })
+    parse_hex_u32(text).and_then(|c| {
+        if c <= 0xff_ffff {
+            Ok(c)
+        } else {
+            Err("wider than 24 bits")
+        }
+    })
 }
 
 fn parse_revision(text: &str) -> Result<u8, &'static str> {
@@ -147,7 +161,11 @@ fn parse_revision(text: &str) -> Result<u8, &'static str> {
 }
 
 fn invalid(tree: &HostTree, disk: &Path, text: &str, reason: &'static str) -> PciError {
-    PciError::Invalid { path: tree.host_path(disk), value: text.to_owned(), reason }
+    PciError::Invalid {
+        path: tree.host_path(disk),
+        value: text.to_owned(),
+        reason,
+    }
 }
 
 /// `virtfnN` links in VF-number order.
@@ -193,9 +211,14 @@ mod tests {
 
     #[test]
     fn bridges_come_from_the_path() {
-        let path = Path::new("/sys/devices/pci0000:18/0000:18:01.0/0000:19:00.0/0000:1a:00.0/0000:1b:00.0");
+        let path = Path::new(
+            "/sys/devices/pci0000:18/0000:18:01.0/0000:19:00.0/0000:1a:00.0/0000:1b:00.0",
+        );
         let bdf = Bdf::parse("0000:1b:00.0").unwrap();
-        let names: Vec<String> = bridges_above(path, bdf).iter().map(Bdf::to_string).collect();
+        let names: Vec<String> = bridges_above(path, bdf)
+            .iter()
+            .map(Bdf::to_string)
+            .collect();
         assert_eq!(names, ["0000:18:01.0", "0000:19:00.0", "0000:1a:00.0"]);
         let flat = Path::new("/sys/devices/pci0000:00/0000:00:04.0");
         assert!(bridges_above(flat, Bdf::parse("0000:00:04.0").unwrap()).is_empty());

@@ -36,10 +36,16 @@ impl HostRoot {
     /// holds real device nodes, else from the manifest `dir/dev.list`.
     pub fn at(dir: impl AsRef<Path>) -> Result<Self, PciError> {
         let dir = dir.as_ref();
-        fs::metadata(dir).map_err(|source| PciError::Read { path: dir.to_path_buf(), source })?;
+        fs::metadata(dir).map_err(|source| PciError::Read {
+            path: dir.to_path_buf(),
+            source,
+        })?;
         let sys = dir.join("sys");
         if !sys.is_dir() {
-            return Err(PciError::MissingTree { root: dir.to_path_buf(), what: "sys" });
+            return Err(PciError::MissingTree {
+                root: dir.to_path_buf(),
+                what: "sys",
+            });
         }
         let dev_dir = dir.join("dev");
         let manifest = dir.join("dev.list");
@@ -49,14 +55,27 @@ impl HostRoot {
             DevSource::manifest(&manifest)?
         } else {
             tracing::debug!(root = %dir.display(), "no device nodes and no dev.list: an empty /dev");
-            DevSource::Manifest { path: manifest, nodes: BTreeMap::new() }
+            DevSource::Manifest {
+                path: manifest,
+                nodes: BTreeMap::new(),
+            }
         };
-        Ok(Self::new(dir, HostTree::new(sys, "/sys"), HostTree::new(dir.join("proc"), "/proc"), dev))
+        Ok(Self::new(
+            dir,
+            HostTree::new(sys, "/sys"),
+            HostTree::new(dir.join("proc"), "/proc"),
+            dev,
+        ))
     }
 
     /// A host from explicit parts; `origin` is what messages call the root.
     pub fn new(origin: impl Into<PathBuf>, sys: HostTree, proc: HostTree, dev: DevSource) -> Self {
-        Self { origin: origin.into(), sys, proc, dev }
+        Self {
+            origin: origin.into(),
+            sys,
+            proc,
+            dev,
+        }
     }
 
     /// The directory this host was read from (`/` for the running host).
@@ -108,7 +127,10 @@ mod tests {
     fn a_root_without_sys_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         let err = HostRoot::at(dir.path()).unwrap_err();
-        assert!(matches!(err, PciError::MissingTree { what: "sys", .. }), "{err}");
+        assert!(
+            matches!(err, PciError::MissingTree { what: "sys", .. }),
+            "{err}"
+        );
         let err = HostRoot::at(dir.path().join("absent")).unwrap_err();
         assert!(err.is_not_found(), "{err}");
     }

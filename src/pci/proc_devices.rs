@@ -29,11 +29,14 @@ impl ProcDevices {
                         value: line.to_owned(),
                         reason,
                     };
-                    let list = section.as_deref_mut().ok_or_else(|| invalid("entry before a section header"))?;
-                    let (major, name) =
-                        trimmed.split_once(char::is_whitespace).ok_or_else(|| invalid("not `MAJOR NAME`"))?;
-                    let major =
-                        super::attr::parse_decimal_u32(major).map_err(|_| invalid("major is not a number"))?;
+                    let list = section
+                        .as_deref_mut()
+                        .ok_or_else(|| invalid("entry before a section header"))?;
+                    let (major, name) = trimmed
+                        .split_once(char::is_whitespace)
+                        .ok_or_else(|| invalid("not `MAJOR NAME`"))?;
+                    let major = super::attr::parse_decimal_u32(major)
+                        .map_err(|_| invalid("major is not a number"))?;
                     list.push((major, name.trim().to_owned()));
                 }
             }
@@ -43,17 +46,24 @@ impl ProcDevices {
 
     /// The character major registered under `name`.
     pub fn char_major(&self, name: &str) -> Option<u32> {
-        self.char.iter().find(|(_, n)| n == name).map(|(major, _)| *major)
+        self.char
+            .iter()
+            .find(|(_, n)| n == name)
+            .map(|(major, _)| *major)
     }
 
     /// Every character major with its driver name, in file order.
     pub fn char_majors(&self) -> impl Iterator<Item = (u32, &str)> {
-        self.char.iter().map(|(major, name)| (*major, name.as_str()))
+        self.char
+            .iter()
+            .map(|(major, name)| (*major, name.as_str()))
     }
 
     /// Every block major with its driver name, in file order.
     pub fn block_majors(&self) -> impl Iterator<Item = (u32, &str)> {
-        self.block.iter().map(|(major, name)| (*major, name.as_str()))
+        self.block
+            .iter()
+            .map(|(major, name)| (*major, name.as_str()))
     }
 }
 
@@ -72,13 +82,20 @@ mod tests {
         assert_eq!(devices.char_major("vfio"), Some(245));
         assert_eq!(devices.char_major("/dev/vc/0"), Some(4));
         assert_eq!(devices.char_major("loop"), None);
-        assert_eq!(devices.block_majors().collect::<Vec<_>>(), [(7, "loop"), (121, "accel_block")]);
+        assert_eq!(
+            devices.block_majors().collect::<Vec<_>>(),
+            [(7, "loop"), (121, "accel_block")]
+        );
         assert_eq!(devices.char_majors().count(), 7);
     }
 
     #[test]
     fn rejects_malformed_lines() {
-        for text in ["1 mem\n", "Character devices:\nmem\n", "Character devices:\nx mem\n"] {
+        for text in [
+            "1 mem\n",
+            "Character devices:\nmem\n",
+            "Character devices:\nx mem\n",
+        ] {
             let err = ProcDevices::parse(text, Path::new("/proc/devices")).unwrap_err();
             assert!(err.to_string().contains("/proc/devices"), "{err}");
         }

@@ -14,7 +14,10 @@ pub struct PciScan {
 impl PciScan {
     /// The function at `bdf`.
     pub fn get(&self, bdf: Bdf) -> Option<&PciDevice> {
-        self.devices.binary_search_by(|d| d.bdf.cmp(&bdf)).ok().map(|i| &self.devices[i])
+        self.devices
+            .binary_search_by(|d| d.bdf.cmp(&bdf))
+            .ok()
+            .map(|i| &self.devices[i])
     }
 }
 
@@ -40,14 +43,22 @@ pub fn scan(host: &HostRoot) -> Result<PciScan, PciError> {
         let bdf = match Bdf::parse(&name) {
             Ok(bdf) => bdf,
             Err(reason) => {
-                let e = PciError::Invalid { path: tree.host_path(&entry), value: name, reason };
-                result.warnings.push(Warning::from_error(&e, "entry skipped"));
+                let e = PciError::Invalid {
+                    path: tree.host_path(&entry),
+                    value: name,
+                    reason,
+                };
+                result
+                    .warnings
+                    .push(Warning::from_error(&e, "entry skipped"));
                 continue;
             }
         };
         match read_function(host, &listing, &name, bdf, &mut result.warnings) {
             Ok(device) => result.devices.push(device),
-            Err(e) => result.warnings.push(Warning::from_error(&e, &format!("device {bdf} skipped"))),
+            Err(e) => result
+                .warnings
+                .push(Warning::from_error(&e, &format!("device {bdf} skipped"))),
         }
     }
     result.devices.sort_by_key(|d| d.bdf);

@@ -34,7 +34,10 @@ enum Step {
 impl HostTree {
     /// A tree whose on-disk root `root` stands for the host's `mount` (`/sys`, `/proc`).
     pub fn new(root: impl Into<PathBuf>, mount: &'static str) -> Self {
-        Self { root: root.into(), mount }
+        Self {
+            root: root.into(),
+            mount,
+        }
     }
 
     /// The on-disk root.
@@ -67,7 +70,8 @@ impl HostTree {
     }
 
     fn depth(&self, disk: &Path) -> usize {
-        disk.strip_prefix(&self.root).map_or(0, |rel| rel.components().count())
+        disk.strip_prefix(&self.root)
+            .map_or(0, |rel| rel.components().count())
     }
 
     fn walk(&self, mut current: PathBuf, rel: &Path) -> Result<PathBuf, PciError> {
@@ -98,7 +102,8 @@ impl HostTree {
                 }
                 Step::Name(name) => {
                     let next = current.join(&name);
-                    let meta = fs::symlink_metadata(&next).map_err(|e| self.read_error(&next, e))?;
+                    let meta =
+                        fs::symlink_metadata(&next).map_err(|e| self.read_error(&next, e))?;
                     if !meta.file_type().is_symlink() {
                         current = next;
                         depth += 1;
@@ -200,11 +205,13 @@ impl HostTree {
             value: target.display().to_string(),
             reason: "link target does not end in a name",
         })?;
-        last.to_str().map(|s| Some(s.to_owned())).ok_or_else(|| PciError::Invalid {
-            path: self.host_path(&link),
-            value: target.display().to_string(),
-            reason: "link target is not UTF-8",
-        })
+        last.to_str()
+            .map(|s| Some(s.to_owned()))
+            .ok_or_else(|| PciError::Invalid {
+                path: self.host_path(&link),
+                value: target.display().to_string(),
+                reason: "link target is not UTF-8",
+            })
     }
 
     /// The names in a resolved directory, sorted; `None` when it does not exist.
@@ -224,7 +231,10 @@ impl HostTree {
     }
 
     fn read_error(&self, disk: &Path, source: io::Error) -> PciError {
-        PciError::Read { path: self.host_path(disk), source }
+        PciError::Read {
+            path: self.host_path(disk),
+            source,
+        }
     }
 }
 
@@ -252,7 +262,11 @@ mod tests {
         let sys = dir.path().join("sys");
         fs::create_dir_all(sys.join("devices/pci0000:00/0000:00:04.0")).unwrap();
         fs::create_dir_all(sys.join("bus/pci/devices")).unwrap();
-        fs::write(sys.join("devices/pci0000:00/0000:00:04.0/vendor"), "0x1ae0\n").unwrap();
+        fs::write(
+            sys.join("devices/pci0000:00/0000:00:04.0/vendor"),
+            "0x1ae0\n",
+        )
+        .unwrap();
         symlink(
             "../../../devices/pci0000:00/0000:00:04.0",
             sys.join("bus/pci/devices/0000:00:04.0"),
@@ -265,7 +279,10 @@ mod tests {
     fn follows_relative_links_beneath_the_root() {
         let (_dir, tree) = tree();
         let dev = tree.resolve("bus/pci/devices/0000:00:04.0").unwrap();
-        assert_eq!(tree.host_path(&dev), Path::new("/sys/devices/pci0000:00/0000:00:04.0"));
+        assert_eq!(
+            tree.host_path(&dev),
+            Path::new("/sys/devices/pci0000:00/0000:00:04.0")
+        );
         assert_eq!(tree.read(&dev.join("vendor")).unwrap(), "0x1ae0\n");
     }
 
@@ -316,7 +333,10 @@ mod tests {
         let dev = tree.resolve("bus/pci/devices/0000:00:04.0").unwrap();
         symlink("../../../kernel/iommu_groups/7", dev.join("iommu_group")).unwrap();
         symlink("../../../../../outside", dev.join("driver")).unwrap();
-        assert_eq!(tree.link_name(&dev, "iommu_group").unwrap().as_deref(), Some("7"));
+        assert_eq!(
+            tree.link_name(&dev, "iommu_group").unwrap().as_deref(),
+            Some("7")
+        );
         assert!(matches!(
             tree.link_name(&dev, "driver").unwrap_err(),
             PciError::SymlinkEscape { .. }

@@ -28,7 +28,10 @@ impl Warning {
     /// chain) and what discovery did about it.
     pub fn from_error(error: &PciError, consequence: &str) -> Self {
         let message = format!("{}; {consequence}", error_chain(error));
-        Self { path: error.path().to_path_buf(), message }
+        Self {
+            path: error.path().to_path_buf(),
+            message,
+        }
     }
 
     /// The path the warning is about.

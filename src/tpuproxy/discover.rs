@@ -67,14 +67,21 @@ struct Function<'a> {
 /// `/dev/vfio/<group>`, taking the node's own numbers. Only vendor `0x1ae0` functions in the
 /// TPU table count: an unknown Google ID is reported as unsupported rather than guessed, and a
 /// non-Google function bound to `vfio-pci` is never a TPU.
-pub fn discover(host: &HostRoot, pci: &PciScan, proc_devices: Option<&ProcDevices>) -> TpuDiscovery {
+pub fn discover(
+    host: &HostRoot,
+    pci: &PciScan,
+    proc_devices: Option<&ProcDevices>,
+) -> TpuDiscovery {
     let mut found = TpuDiscovery::default();
     let mut accel_by_bdf: BTreeMap<Bdf, AccelDevice> = BTreeMap::new();
     for device in accel::scan_class(host, &mut found.warnings) {
         if let Some(earlier) = accel_by_bdf.get(&device.bdf) {
             found.warnings.push(Warning::new(
                 format!("/sys/class/accel/accel{}", device.index),
-                format!("same PCI function {} as accel{}; ignored", device.bdf, earlier.index),
+                format!(
+                    "same PCI function {} as accel{}; ignored",
+                    device.bdf, earlier.index
+                ),
             ));
         } else {
             accel_by_bdf.insert(device.bdf, device);
@@ -94,7 +101,10 @@ pub fn discover(host: &HostRoot, pci: &PciScan, proc_devices: Option<&ProcDevice
         let Some(model) = model_for(device.device) else {
             found.warnings.push(Warning::new(
                 device.sysfs_path.join("device"),
-                format!("unknown Google device ID {:#06x}; listed as unsupported", device.device),
+                format!(
+                    "unknown Google device ID {:#06x}; listed as unsupported",
+                    device.device
+                ),
             ));
             found.unsupported.push(unsupported(format!(
                 "unknown Google device ID {:#06x}; not guessed",
@@ -146,12 +156,19 @@ pub fn discover(host: &HostRoot, pci: &PciScan, proc_devices: Option<&ProcDevice
                 group_node(host, device.bdf, group, vfio_major, &mut found.warnings)
             }
         };
-        functions.push(Function { device, model, node });
+        functions.push(Function {
+            device,
+            model,
+            node,
+        });
     }
     for leftover in accel_by_bdf.values() {
         found.warnings.push(Warning::new(
             format!("/sys/class/accel/accel{}", leftover.index),
-            format!("its PCI function {} is not a supported TPU; ignored", leftover.bdf),
+            format!(
+                "its PCI function {} is not a supported TPU; ignored",
+                leftover.bdf
+            ),
         ));
     }
 
@@ -178,7 +195,11 @@ fn serves_tpu_vfs(device: &PciDevice, pci: &PciScan) -> bool {
         .any(|vf| vf.vendor == GOOGLE_VENDOR_ID && model_for(vf.device).is_some())
 }
 
-fn accel_node(host: &HostRoot, accel: &AccelDevice, warnings: &mut Vec<Warning>) -> Option<DevNode> {
+fn accel_node(
+    host: &HostRoot,
+    accel: &AccelDevice,
+    warnings: &mut Vec<Warning>,
+) -> Option<DevNode> {
     let what = format!("TPU {} (accel{})", accel.bdf, accel.index);
     let node = host.dev().char_node(&accel.node_path, &what, warnings)?;
     let expected = (accel::abi::ACCEL_MAJOR, accel.minor);
@@ -205,7 +226,9 @@ fn group_node(
     warnings: &mut Vec<Warning>,
 ) -> Option<DevNode> {
     let what = format!("IOMMU group {group} of TPU {bdf}");
-    let node = host.dev().char_node(&vfio::group_node_path(group), &what, warnings)?;
+    let node = host
+        .dev()
+        .char_node(&vfio::group_node_path(group), &what, warnings)?;
     if let Some(major) = vfio_major {
         check_major(&node, major, "/proc/devices vfio", warnings);
     }
@@ -216,7 +239,12 @@ fn group_node(
 fn assemble_chips(mut functions: Vec<Function<'_>>) -> Vec<TpuChip> {
     functions.sort_by_key(|f| f.device.bdf);
     let mut chips: Vec<TpuChip> = Vec::new();
-    for Function { device, model, node } in functions {
+    for Function {
+        device,
+        model,
+        node,
+    } in functions
+    {
         let joins_last = chips.last().is_some_and(|chip| {
             model.functions_per_chip > 1
                 && chip.generation == model.generation

@@ -92,7 +92,13 @@ const fn model(
     driver: DriverModel,
     functions_per_chip: u8,
 ) -> TpuModel {
-    TpuModel { device_id, generation, driver, supported: true, functions_per_chip }
+    TpuModel {
+        device_id,
+        generation,
+        driver,
+        supported: true,
+        functions_per_chip,
+    }
 }
 
 /// Every Google TPU device ID accelgate knows, the one table all of accelgate consults.
@@ -145,7 +151,11 @@ mod tests {
         ];
         for (id, name, supported) in expected {
             let m = model_for(id).unwrap();
-            assert_eq!((m.generation.name(), m.supported), (name, supported), "{id:#06x}");
+            assert_eq!(
+                (m.generation.name(), m.supported),
+                (name, supported),
+                "{id:#06x}"
+            );
         }
         assert_eq!(TPU_MODELS.len(), expected.len());
         assert!(model_for(0x0064).is_none());
@@ -155,14 +165,23 @@ mod tests {
     fn accel_generations_are_v4_and_v4lite_only() {
         for m in TPU_MODELS.iter().filter(|m| m.supported) {
             let accel = matches!(m.generation, Generation::V4 | Generation::V4Lite);
-            assert_eq!(m.driver == DriverModel::Accel, accel, "{:#06x}", m.device_id);
+            assert_eq!(
+                m.driver == DriverModel::Accel,
+                accel,
+                "{:#06x}",
+                m.device_id
+            );
         }
     }
 
     #[test]
     fn ids_are_unique() {
         for (i, a) in TPU_MODELS.iter().enumerate() {
-            assert!(TPU_MODELS[i + 1..].iter().all(|b| b.device_id != a.device_id));
+            assert!(
+                TPU_MODELS[i + 1..]
+                    .iter()
+                    .all(|b| b.device_id != a.device_id)
+            );
         }
     }
 }

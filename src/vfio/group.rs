@@ -14,7 +14,9 @@ pub fn group_node_path(group: u32) -> PathBuf {
 /// The container node `/dev/vfio/vfio`, checked to be char 10:196; warns when it is missing
 /// or has other numbers.
 pub fn container_node(host: &HostRoot, warnings: &mut Vec<Warning>) -> Option<DevNode> {
-    let node = host.dev().char_node(CONTAINER_PATH.as_ref(), "the VFIO container", warnings)?;
+    let node = host
+        .dev()
+        .char_node(CONTAINER_PATH.as_ref(), "the VFIO container", warnings)?;
     if (node.major, node.minor) != (MISC_MAJOR, VFIO_MINOR) {
         warnings.push(Warning::new(
             &node.path,

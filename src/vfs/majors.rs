@@ -91,7 +91,10 @@ mod tests {
         majors.reserve(252);
         assert_eq!(majors.allocate().unwrap(), 253);
         assert_eq!(majors.allocate().unwrap(), 251);
-        assert!(matches!(majors.release(254), Err(VfsError::NotDynamic { major: 254 })));
+        assert!(matches!(
+            majors.release(254),
+            Err(VfsError::NotDynamic { major: 254 })
+        ));
     }
 
     #[test]
@@ -102,7 +105,14 @@ mod tests {
         let uvm = majors.shared("nvidia-uvm").unwrap();
         assert_ne!(uvm, vfio);
         majors.release(vfio).unwrap();
-        assert_eq!(majors.shared("vfio").unwrap(), vfio, "the freed major is the highest free one");
-        assert!(matches!(majors.release(1), Err(VfsError::NotDynamic { major: 1 })));
+        assert_eq!(
+            majors.shared("vfio").unwrap(),
+            vfio,
+            "the freed major is the highest free one"
+        );
+        assert!(matches!(
+            majors.release(1),
+            Err(VfsError::NotDynamic { major: 1 })
+        ));
     }
 }

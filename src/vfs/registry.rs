@@ -127,7 +127,11 @@ impl DeviceRegistry {
     pub fn with_standard_devices() -> Self {
         let mut registry = Self::default();
         for (class, path, major, minor) in STANDARD_DEVICES {
-            let device = RegisteredDevice { class, path: path.into(), mode: 0o666 };
+            let device = RegisteredDevice {
+                class,
+                path: path.into(),
+                mode: 0o666,
+            };
             // The table has distinct numbers (a unit test checks), so this cannot collide.
             let _ = registry.register(NodeKind::Char, major, minor, device);
         }
@@ -160,7 +164,11 @@ impl DeviceRegistry {
 
     /// Registers a host node as `class`, keeping its path, numbers and mode.
     pub fn register_node(&mut self, node: &DevNode, class: DeviceClass) -> Result<(), VfsError> {
-        let device = RegisteredDevice { class, path: node.path.clone(), mode: node.mode };
+        let device = RegisteredDevice {
+            class,
+            path: node.path.clone(),
+            mode: node.mode,
+        };
         self.register(node.kind, node.major, node.minor, device)
     }
 
@@ -208,27 +216,53 @@ mod tests {
         let registry = DeviceRegistry::with_standard_devices();
         assert_eq!(registry.iter().count(), STANDARD_DEVICES.len());
         let null = registry.lookup(NodeKind::Char, 1, 3).unwrap();
-        assert_eq!((null.class, null.path.as_path()), (DeviceClass::Null, Path::new("/dev/null")));
-        assert_eq!(registry.lookup(NodeKind::Char, 10, 229).unwrap().class, DeviceClass::Fuse);
-        assert_eq!(registry.lookup(NodeKind::Char, 5, 2).unwrap().class, DeviceClass::Ptmx);
+        assert_eq!(
+            (null.class, null.path.as_path()),
+            (DeviceClass::Null, Path::new("/dev/null"))
+        );
+        assert_eq!(
+            registry.lookup(NodeKind::Char, 10, 229).unwrap().class,
+            DeviceClass::Fuse
+        );
+        assert_eq!(
+            registry.lookup(NodeKind::Char, 5, 2).unwrap().class,
+            DeviceClass::Ptmx
+        );
         assert!(registry.lookup(NodeKind::Block, 1, 3).is_none());
     }
 
     #[test]
     fn a_duplicate_names_the_owner() {
         let mut registry = DeviceRegistry::with_standard_devices();
-        let impostor = RegisteredDevice { class: DeviceClass::TpuAccel, path: "/dev/accel0".into(), mode: 0o666 };
-        let err = registry.register(NodeKind::Char, 1, 3, impostor).unwrap_err();
+        let impostor = RegisteredDevice {
+            class: DeviceClass::TpuAccel,
+            path: "/dev/accel0".into(),
+            mode: 0o666,
+        };
+        let err = registry
+            .register(NodeKind::Char, 1, 3, impostor)
+            .unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("/dev/null") && text.contains("null") && text.contains("1:3"), "{text}");
-        let block = RegisteredDevice { class: DeviceClass::Null, path: "/dev/b".into(), mode: 0o600 };
+        assert!(
+            text.contains("/dev/null") && text.contains("null") && text.contains("1:3"),
+            "{text}"
+        );
+        let block = RegisteredDevice {
+            class: DeviceClass::Null,
+            path: "/dev/b".into(),
+            mode: 0o600,
+        };
         registry.register(NodeKind::Block, 1, 3, block).unwrap();
     }
 
     #[test]
     fn dynamic_majors_skip_the_hosts() {
         let mut registry = DeviceRegistry::default();
-        let host = ProcDevices::parse("Character devices:\n254 gpiochip\n253 tpm\n", Path::new("/proc/devices")).unwrap();
+        let host = ProcDevices::parse(
+            "Character devices:\n254 gpiochip\n253 tpm\n",
+            Path::new("/proc/devices"),
+        )
+        .unwrap();
         registry.reserve_host_majors(&host);
         assert_eq!(registry.dynamic_char_major().unwrap(), 252);
         let shared = registry.shared_char_major("vfio").unwrap();
