@@ -1,7 +1,7 @@
 use std::path::{Path, PathBuf};
 
 use super::abi::{ACCEL_CLASS, ACCEL_MAJOR, DRM_ACCEL_MAJOR};
-use crate::pci::{Bdf, HostRoot, PciError, Warning, attr::parse_dev_numbers};
+use crate::pci::{Bdf, HostRoot, PciError, Warning, attr::parse_dev_numbers, or_warn};
 
 /// A Google accel-class device: `/sys/class/accel/accelN`, node `/dev/accelN`, char 121:N.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,20 +22,12 @@ pub struct AccelDevice {
 /// is skipped with a warning naming its `dev` file, as is any entry that cannot be read.
 pub fn scan_class(host: &HostRoot, warnings: &mut Vec<Warning>) -> Vec<AccelDevice> {
     let tree = host.sys();
-    let class_dir = match tree.resolve(Path::new("class").join(ACCEL_CLASS)) {
-        Ok(dir) => dir,
-        Err(e) if e.is_not_found() => return Vec::new(),
-        Err(e) => {
-            warnings.push(Warning::from_error(&e, "accel class not read"));
-            return Vec::new();
-        }
+    let class_dir = tree.resolve_optional(Path::new("class").join(ACCEL_CLASS));
+    let Some(class_dir) = or_warn(class_dir, "accel class not read", warnings) else {
+        return Vec::new();
     };
-    let names = match tree.list(&class_dir) {
-        Ok(names) => names.unwrap_or_default(),
-        Err(e) => {
-            warnings.push(Warning::from_error(&e, "accel class not read"));
-            return Vec::new();
-        }
+    let Some(names) = or_warn(tree.list(&class_dir), "accel class not read", warnings) else {
+        return Vec::new();
     };
     let mut found = Vec::new();
     for name in names {

@@ -13,7 +13,7 @@ use super::version::{DriverVersion, parse_proc_version};
 use crate::pci::attr::serialize_hex_id;
 use crate::pci::{
     Bdf, DevNode, HostRoot, HostTree, PciDevice, PciError, PciScan, ProcDevices, UnsupportedDevice,
-    Warning, check_major,
+    Warning, check_major, or_warn,
 };
 
 /// One NVIDIA GPU a sandbox can be given.
@@ -165,10 +165,8 @@ fn exists(tree: &HostTree, rel: &str) -> bool {
 
 fn read_information(host: &HostRoot, bdf: Bdf) -> Result<Option<GpuInformation>, PciError> {
     let tree = host.proc();
-    let dir = match tree.resolve(format!("driver/nvidia/gpus/{bdf}")) {
-        Ok(dir) => dir,
-        Err(e) if e.is_not_found() => return Ok(None),
-        Err(e) => return Err(e),
+    let Some(dir) = tree.resolve_optional(format!("driver/nvidia/gpus/{bdf}"))? else {
+        return Ok(None);
     };
     let path = dir.join("information");
     let text = tree.read(&path)?;
@@ -308,19 +306,11 @@ fn version_from(
     parse: impl Fn(&str) -> Result<DriverVersion, &'static str>,
     warnings: &mut Vec<Warning>,
 ) -> Option<DriverVersion> {
-    let path = tree.root().join(rel);
-    let parsed = tree.read_optional(&path).and_then(|text| match text {
-        None => Ok(None),
-        Some(text) => parse(&text).map(Some).map_err(|reason| PciError::Invalid {
-            path: tree.host_path(&path),
-            value: text,
-            reason,
-        }),
-    });
-    parsed.unwrap_or_else(|e| {
-        warnings.push(Warning::from_error(&e, "ignored"));
-        None
-    })
+    or_warn(
+        tree.read_parsed(&tree.root().join(rel), parse),
+        "ignored",
+        warnings,
+    )
 }
 
 fn driver_nodes(
@@ -333,13 +323,8 @@ fn driver_nodes(
     let uvm_major = majors.get(UVM_MAJOR_NAME).copied();
     let caps_major = majors.get(CAPS_MAJOR_NAME).copied();
     let mut nodes = Vec::new();
-    let optional = |path: &str, warnings: &mut Vec<Warning>| match host.dev().node(Path::new(path))
-    {
-        Ok(node) => node,
-        Err(e) => {
-            warnings.push(Warning::from_error(&e, "ignored"));
-            None
-        }
+    let optional = |path: &str, warnings: &mut Vec<Warning>| {
+        or_warn(host.dev().node(Path::new(path)), "ignored", warnings)
     };
 
     let ctl = if have_gpus {

@@ -3,7 +3,7 @@ use std::path::{Component, Path, PathBuf};
 use serde::Serialize;
 
 use super::attr::{parse_decimal_u32, parse_hex_u16, parse_hex_u32, parse_numa_node};
-use super::{Bdf, HostTree, PciError, Warning};
+use super::{Bdf, HostTree, PciError, Warning, or_warn};
 
 /// PCI base class of display controllers (VGA 0x0300, 3D 0x0302): where GPUs live.
 pub const CLASS_DISPLAY: u8 = 0x03;
@@ -109,20 +109,12 @@ fn optional_attr<T>(
     parse: impl Fn(&str) -> Result<T, &'static str>,
     warnings: &mut Vec<Warning>,
 ) -> Option<T> {
-    let path = dir.join(name);
-    let parsed = tree.read_optional(&path).and_then(|text| match text {
-        None => Ok(None),
-        Some(text) => parse(&text)
-            .map(Some)
-            .map_err(|reason| invalid(tree, &path, &text, reason)),
-    });
-    parsed.unwrap_or_else(|e| {
-        warnings.push(Warning::from_error(
-            &e,
-            &format!("{name} treated as unknown"),
-        ));
-        None
-    })
+    let consequence = format!("{name} treated as unknown");
+    or_warn(
+        tree.read_parsed(&dir.join(name), parse),
+        &consequence,
+        warnings,
+    )
 }
 
 /// Reads the name a link points at (`driver`, `iommu_group`); a bad link becomes a warning and
@@ -134,16 +126,8 @@ fn link_attr<T>(
     parse: impl Fn(&str) -> Result<T, &'static str>,
     warnings: &mut Vec<Warning>,
 ) -> Option<T> {
-    let parsed = tree.link_name(dir, name).and_then(|target| match target {
-        None => Ok(None),
-        Some(target) => parse(&target)
-            .map(Some)
-            .map_err(|reason| invalid(tree, &dir.join(name), &target, reason)),
-    });
-    parsed.unwrap_or_else(|e| {
-        warnings.push(Warning::from_error(&e, &format!("{name} link ignored")));
-        None
-    })
+    let consequence = format!("{name} link ignored");
+    or_warn(tree.link_parsed(dir, name, parse), &consequence, warnings)
 }
 
 fn parse_class(text: &str) -> Result<u32, &'static str> {
@@ -170,13 +154,8 @@ fn invalid(tree: &HostTree, disk: &Path, text: &str, reason: &'static str) -> Pc
 
 /// `virtfnN` links in VF-number order.
 fn read_virtfns(tree: &HostTree, dir: &Path, warnings: &mut Vec<Warning>) -> Vec<Bdf> {
-    let names = match tree.list(dir) {
-        Ok(names) => names.unwrap_or_default(),
-        Err(e) => {
-            warnings.push(Warning::from_error(&e, "virtual functions not listed"));
-            return Vec::new();
-        }
-    };
+    let names =
+        or_warn(tree.list(dir), "virtual functions not listed", warnings).unwrap_or_default();
     let mut numbered: Vec<(u32, Bdf)> = names
         .iter()
         .filter_map(|name| Some((name.strip_prefix("virtfn")?.parse().ok()?, name)))

@@ -25,4 +25,4 @@ pub use proc_devices::ProcDevices;
 pub use scan::{PciScan, scan};
 pub use tree::{HostTree, MAX_SYMLINKS};
 pub use unsupported::UnsupportedDevice;
-pub use warning::{Warning, error_chain};
+pub use warning::{Warning, error_chain, or_warn};

@@ -30,13 +30,9 @@ impl PciScan {
 pub fn scan(host: &HostRoot) -> Result<PciScan, PciError> {
     let tree = host.sys();
     let mut result = PciScan::default();
-    let listing = match tree.resolve("bus/pci/devices") {
-        Ok(dir) => dir,
-        Err(e) if e.is_not_found() => {
-            tracing::debug!("no /sys/bus/pci/devices: a host without PCI");
-            return Ok(result);
-        }
-        Err(e) => return Err(e),
+    let Some(listing) = tree.resolve_optional("bus/pci/devices")? else {
+        tracing::debug!("no /sys/bus/pci/devices: a host without PCI");
+        return Ok(result);
     };
     for name in tree.list(&listing)?.unwrap_or_default() {
         let entry = listing.join(&name);

@@ -64,6 +64,14 @@ impl HostTree {
         self.walk(self.root.clone(), rel.as_ref())
     }
 
+    /// Like [`resolve`](Self::resolve), but a path that does not exist is `None`.
+    pub fn resolve_optional(&self, rel: impl AsRef<Path>) -> Result<Option<PathBuf>, PciError> {
+        match self.resolve(rel) {
+            Err(e) if e.is_not_found() => Ok(None),
+            other => other.map(Some),
+        }
+    }
+
     /// Resolves `rel` relative to `dir`, a path this tree resolved earlier.
     pub fn resolve_under(&self, dir: &Path, rel: impl AsRef<Path>) -> Result<PathBuf, PciError> {
         self.walk(dir.to_path_buf(), rel.as_ref())
@@ -166,6 +174,42 @@ impl HostTree {
             Err(e) if e.is_not_found() => Ok(None),
             other => other.map(Some),
         }
+    }
+
+    /// Reads and parses `file`: `None` when it is absent, an error naming it when the text
+    /// does not parse.
+    pub fn read_parsed<T>(
+        &self,
+        file: &Path,
+        parse: impl Fn(&str) -> Result<T, &'static str>,
+    ) -> Result<Option<T>, PciError> {
+        let Some(text) = self.read_optional(file)? else {
+            return Ok(None);
+        };
+        parse(&text).map(Some).map_err(|reason| PciError::Invalid {
+            path: self.host_path(file),
+            value: text,
+            reason,
+        })
+    }
+
+    /// Parses the name link `dir/name` points at: `None` when there is no such link.
+    pub fn link_parsed<T>(
+        &self,
+        dir: &Path,
+        name: &str,
+        parse: impl Fn(&str) -> Result<T, &'static str>,
+    ) -> Result<Option<T>, PciError> {
+        let Some(target) = self.link_name(dir, name)? else {
+            return Ok(None);
+        };
+        parse(&target)
+            .map(Some)
+            .map_err(|reason| PciError::Invalid {
+                path: self.host_path(&dir.join(name)),
+                value: target,
+                reason,
+            })
     }
 
     /// The last component of the target of link `dir/name` (a driver name, an IOMMU group

@@ -40,6 +40,19 @@ impl Warning {
     }
 }
 
+/// The value of a lookup, or `None` with a warning saying `consequence` when it failed: how
+/// discovery keeps going past one bad file.
+pub fn or_warn<T>(
+    result: Result<Option<T>, PciError>,
+    consequence: &str,
+    warnings: &mut Vec<Warning>,
+) -> Option<T> {
+    result.unwrap_or_else(|e| {
+        warnings.push(Warning::from_error(&e, consequence));
+        None
+    })
+}
+
 /// An error and all its sources, joined with `: `, as operators expect to read them.
 pub fn error_chain(error: &dyn Error) -> String {
     let mut text = error.to_string();
