@@ -7,6 +7,7 @@
 #![deny(unsafe_code)]
 
 pub mod accel;
+pub mod boot;
 pub mod cli;
 pub mod discovery;
 pub mod fixture;

@@ -156,3 +156,118 @@ fn log_level_debug_explains_itself_on_stderr() {
         common::stderr(&output)
     );
 }
+
+fn example(name: &str) -> String {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+#[test]
+fn plan_prints_a_readable_plan() {
+    let output = common::accelgate(
+        &[
+            "plan",
+            "--bundle",
+            &example("tpu-v5e"),
+            "--root",
+            &root("tpu-v5e-8"),
+        ],
+        LIMIT,
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", common::stderr(&output));
+    let text = common::stdout(&output);
+    for expected in [
+        "mounts (in order):",
+        "/dev/vfio/0     c     245:6",
+        "/dev/vfio/vfio",
+        "RLIMIT_MEMLOCK soft unlimited",
+        "tpus [0, 1]",
+    ] {
+        assert!(
+            text.contains(expected),
+            "{expected:?} missing from:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn plan_json_follows_the_schema() {
+    let output = common::accelgate(
+        &[
+            "plan",
+            "--bundle",
+            &example("gpu-legacy-hook"),
+            "--root",
+            &root("nvidia-h100x8"),
+            "--json",
+        ],
+        LIMIT,
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", common::stderr(&output));
+    let plan: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(plan["schema"], "accelgate.plan/v1");
+    assert_eq!(plan["accelerators"]["gpus"], serde_json::json!([1, 3]));
+    assert_eq!(
+        plan["env"],
+        serde_json::json!(["NVIDIA_VISIBLE_DEVICES=1,3"])
+    );
+    let first = &plan["mounts"][0];
+    for key in ["destination", "type", "source", "options"] {
+        assert!(first.get(key).is_some(), "mounts[0] lacks {key}");
+    }
+    let device = &plan["devices"][0];
+    assert_eq!(
+        (device["path"].as_str(), device["mode"].as_u64()),
+        (Some("/dev/null"), Some(438))
+    );
+    assert_eq!(plan["rootfs"]["overlay"], "none");
+}
+
+#[test]
+fn plan_flags_override_annotations_and_bad_input_exits_1() {
+    let output = common::accelgate(
+        &[
+            "plan",
+            "--bundle",
+            &example("tpu-v4"),
+            "--root",
+            &root("tpu-v4-8"),
+            "--tpu",
+            "2",
+            "--overlay",
+            "memory",
+            "--json",
+        ],
+        LIMIT,
+    );
+    let plan: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(plan["accelerators"]["tpus"], serde_json::json!([2]));
+    assert_eq!(plan["rootfs"]["overlay"], "memory");
+    let output = common::accelgate(&["plan", "--bundle", "/nonexistent/bundle"], LIMIT);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        common::stderr(&output).contains("/nonexistent/bundle/config.json"),
+        "{}",
+        common::stderr(&output)
+    );
+    let output = common::accelgate(&["plan", "--tpu", "first"], LIMIT);
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[test]
+fn plan_reads_the_current_directory_by_default() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_accelgate"))
+        .args(["plan", "--root", &root("cpu-only")])
+        .current_dir(example("busybox"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

@@ -4,6 +4,7 @@
 //! errors.
 
 mod discover;
+mod plan;
 mod table;
 
 use std::path::PathBuf;
@@ -13,12 +14,14 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 pub use discover::{render_discovery, render_warnings};
+pub use plan::render_plan;
 
 const EXAMPLES: &str = "\
 Examples:
   accelgate discover                                   # this host
   accelgate discover --root fixtures/sysfs/tpu-v5e-8   # a fixture host, no hardware needed
   accelgate discover --json | jq '.tpus[].bdfs'
+  accelgate plan --bundle examples/tpu-v5e --root fixtures/sysfs/tpu-v5e-8
 
 Environment:
   RUST_LOG   log filter (tracing syntax) when --log-level is not given";
@@ -38,6 +41,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     Discover(discover::DiscoverArgs),
+    Plan(plan::PlanArgs),
 }
 
 /// Exit status for a host that cannot be read or another runtime failure.
@@ -58,6 +62,7 @@ pub fn main() -> ExitCode {
     init_logging(cli.log_level.as_deref());
     match cli.command {
         Command::Discover(args) => discover::run(&args),
+        Command::Plan(args) => plan::run(&args),
     }
 }
 

@@ -39,3 +39,8 @@ pub const MODESET_PATH: &str = "/dev/nvidia-modeset";
 
 /// Host directory of the capability nodes (MIG, IMEX).
 pub const CAPS_DIR: &str = "/dev/nvidia-caps";
+
+/// N when `path` is a per-GPU node `/dev/nvidiaN`.
+pub fn gpu_node_minor(path: &std::path::Path) -> Option<u32> {
+    crate::pci::node_number(path, "/dev/nvidia")
+}

@@ -258,7 +258,7 @@ fn warn_orphan_gpu_nodes(host: &HostRoot, gpus: &[NvidiaGpu], warnings: &mut Vec
         }
     };
     for node in nodes {
-        let Some(minor) = gpu_node_minor(&node.path) else {
+        let Some(minor) = super::abi::gpu_node_minor(&node.path) else {
             continue;
         };
         if !gpus.iter().any(|gpu| gpu.minor == minor) {
@@ -268,15 +268,6 @@ fn warn_orphan_gpu_nodes(host: &HostRoot, gpus: &[NvidiaGpu], warnings: &mut Vec
             ));
         }
     }
-}
-
-/// N when `path` is `/dev/nvidiaN`.
-fn gpu_node_minor(path: &Path) -> Option<u32> {
-    let digits = path.file_name()?.to_str()?.strip_prefix("nvidia")?;
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    digits.parse().ok()
 }
 
 fn read_version(host: &HostRoot, warnings: &mut Vec<Warning>) -> Option<DriverVersion> {
@@ -374,18 +365,5 @@ fn expect_numbers(node: &DevNode, major: u32, minor: u32, warnings: &mut Vec<War
             &node.path,
             format!("minor {} is not the driver's {minor}", node.minor),
         ));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn gpu_nodes_are_nvidia_and_digits_only() {
-        assert_eq!(gpu_node_minor(Path::new("/dev/nvidia7")), Some(7));
-        assert_eq!(gpu_node_minor(Path::new("/dev/nvidiactl")), None);
-        assert_eq!(gpu_node_minor(Path::new("/dev/nvidia-uvm")), None);
-        assert_eq!(gpu_node_minor(Path::new("/dev/nvidia")), None);
     }
 }

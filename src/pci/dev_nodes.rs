@@ -179,6 +179,15 @@ impl DevSource {
     }
 }
 
+/// N when `path` is `prefix` followed by decimal digits only (`/dev/accel3` for `/dev/accel`).
+pub fn node_number(path: &Path, prefix: &str) -> Option<u32> {
+    let digits = path.to_str()?.strip_prefix(prefix)?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
 /// Warns when `node`'s major is not `expected`, which `authority` (`/proc/devices vfio`)
 /// vouches for: a stale node left from an earlier driver load, or a wrong fixture.
 pub fn check_major(node: &DevNode, expected: u32, authority: &str, warnings: &mut Vec<Warning>) {
@@ -324,6 +333,25 @@ mod tests {
             assert!(err.starts_with("fx/dev.list:"), "{err}");
             assert!(err.contains(expected), "{text:?}: {err}");
         }
+    }
+
+    #[test]
+    fn numbered_nodes() {
+        assert_eq!(node_number(Path::new("/dev/accel3"), "/dev/accel"), Some(3));
+        assert_eq!(
+            node_number(Path::new("/dev/accel/accel0"), "/dev/accel"),
+            None
+        );
+        assert_eq!(
+            node_number(Path::new("/dev/vfio/12"), "/dev/vfio/"),
+            Some(12)
+        );
+        assert_eq!(node_number(Path::new("/dev/vfio/vfio"), "/dev/vfio/"), None);
+        assert_eq!(node_number(Path::new("/dev/nvidia"), "/dev/nvidia"), None);
+        assert_eq!(
+            node_number(Path::new("/dev/nvidia99999999999"), "/dev/nvidia"),
+            None
+        );
     }
 
     #[test]

@@ -17,7 +17,7 @@ mod unsupported;
 mod warning;
 
 pub use bdf::Bdf;
-pub use dev_nodes::{DevNode, DevSource, NodeKind, check_major, parse_manifest};
+pub use dev_nodes::{DevNode, DevSource, NodeKind, check_major, node_number, parse_manifest};
 pub use device::{CLASS_DISPLAY, PciDevice};
 pub use error::PciError;
 pub use host_root::HostRoot;

@@ -1,4 +1,7 @@
+use std::io;
 use std::path::PathBuf;
+
+use nix::errno::Errno;
 
 use super::DeviceClass;
 
@@ -34,4 +37,41 @@ pub enum VfsError {
         /// The major.
         major: u32,
     },
+    /// A directory could not be opened as a root.
+    #[error("cannot open {root} as a root directory")]
+    OpenRoot {
+        /// The directory.
+        root: PathBuf,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
+    /// A path inside a root could not be resolved or opened.
+    #[error("cannot resolve {path} inside {root}")]
+    Resolve {
+        /// The root directory.
+        root: PathBuf,
+        /// The path inside it.
+        path: PathBuf,
+        /// The error, with its errno.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl VfsError {
+    /// The errno behind the error, when a syscall failed.
+    pub fn errno(&self) -> Option<Errno> {
+        match self {
+            Self::OpenRoot { source, .. } | Self::Resolve { source, .. } => {
+                source.raw_os_error().map(Errno::from_raw)
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether the path (or a directory on the way) does not exist.
+    pub fn is_missing(&self) -> bool {
+        matches!(self.errno(), Some(Errno::ENOENT | Errno::ENOTDIR))
+    }
 }

@@ -68,3 +68,72 @@ pub fn privileged(test: &str) -> bool {
     eprintln!("SKIPPED {reason}");
     false
 }
+
+/// A bundle in a temporary directory: `config.json` from a minimal spec that `edit` adjusts,
+/// and a rootfs holding an executable `/bin/sh` and an empty `/tmp`.
+pub struct TempBundle {
+    /// The bundle directory (removed on drop).
+    pub dir: tempfile::TempDir,
+}
+
+impl TempBundle {
+    /// A bundle whose spec is the minimal one after `edit`.
+    pub fn new(edit: impl FnOnce(&mut serde_json::Value)) -> Self {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let rootfs = dir.path().join("rootfs");
+        std::fs::create_dir_all(rootfs.join("bin")).unwrap();
+        std::fs::create_dir_all(rootfs.join("tmp")).unwrap();
+        std::fs::write(rootfs.join("bin/sh"), "").unwrap();
+        std::fs::set_permissions(
+            rootfs.join("bin/sh"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+        let mut spec = serde_json::json!({
+            "ociVersion": "1.0.2",
+            "process": { "user": { "uid": 0, "gid": 0 }, "args": ["/bin/sh"], "env": ["PATH=/usr/bin:/bin"], "cwd": "/" },
+            "root": { "path": "rootfs" },
+            "mounts": [],
+            "linux": {}
+        });
+        edit(&mut spec);
+        std::fs::write(
+            dir.path().join("config.json"),
+            serde_json::to_string_pretty(&spec).unwrap(),
+        )
+        .unwrap();
+        Self { dir }
+    }
+
+    /// The rootfs directory.
+    pub fn rootfs(&self) -> PathBuf {
+        self.dir.path().join("rootfs")
+    }
+
+    /// Compiles the bundle against a fixture host with a default config.
+    pub fn plan(
+        &self,
+        host: &str,
+    ) -> Result<accelgate::boot::SandboxPlan, accelgate::boot::BootError> {
+        self.plan_with(
+            host,
+            accelgate::boot::BootConfig {
+                container_id: "test".into(),
+                ..Default::default()
+            },
+        )
+    }
+
+    /// Compiles the bundle against a fixture host with `config`.
+    pub fn plan_with(
+        &self,
+        host: &str,
+        config: accelgate::boot::BootConfig,
+    ) -> Result<accelgate::boot::SandboxPlan, accelgate::boot::BootError> {
+        let bundle = accelgate::boot::Bundle::load(self.dir.path())?;
+        let root = accelgate::pci::HostRoot::at(fixture(host)).unwrap();
+        let snapshot = accelgate::boot::HostSnapshot::read(&root)?;
+        accelgate::boot::compile(&bundle, &snapshot, &config)
+    }
+}

@@ -1,0 +1,178 @@
+//! The container's view of cgroups: what a spec's `/sys/fs/cgroup` mount turns into.
+
+use std::path::{Path, PathBuf};
+
+use super::plan::{BindSource, MountOrigin, PlannedMount, SourceKind};
+use crate::pci::HostRoot;
+
+/// How the host's cgroup hierarchies are mounted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CgroupLayout {
+    /// cgroup v2 only: one `cgroup2` mount.
+    Unified,
+    /// cgroup v1 (or hybrid): one hierarchy per controller directory of `/sys/fs/cgroup`.
+    Legacy {
+        /// Controller directories (`cpu,cpuacct`, `memory`, `systemd`), sorted.
+        controllers: Vec<String>,
+    },
+}
+
+impl CgroupLayout {
+    /// Reads the layout from the host's `/sys/fs/cgroup`: `cgroup.controllers` there means
+    /// cgroup v2; controller directories mean v1. A host tree without `/sys/fs/cgroup` (most
+    /// fixtures) is taken as v2, which every current kernel offers.
+    pub fn read(host: &HostRoot) -> Self {
+        let tree = host.sys();
+        let Ok(Some(dir)) = tree.resolve_optional("fs/cgroup") else {
+            return Self::Unified;
+        };
+        if dir.join("cgroup.controllers").exists() {
+            return Self::Unified;
+        }
+        let controllers: Vec<String> = tree
+            .list(&dir)
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|name| name != "unified")
+            .filter(|name| std::fs::symlink_metadata(dir.join(name)).is_ok_and(|m| m.is_dir()))
+            .collect();
+        if controllers.is_empty() {
+            Self::Unified
+        } else {
+            Self::Legacy { controllers }
+        }
+    }
+
+    /// The mounts that stand for one cgroup mount at `destination` with `flags`: a `cgroup2`
+    /// mount, or a tmpfs with each v1 controller's sub-cgroup `cgroups_path` bound under it.
+    pub fn mounts(
+        &self,
+        destination: &Path,
+        flags: &[String],
+        host_cgroup_root: &Path,
+        cgroups_path: &Path,
+    ) -> Vec<PlannedMount> {
+        let mount = |destination: PathBuf,
+                     fs_type: &str,
+                     source: String,
+                     options: Vec<String>,
+                     data: Vec<String>| PlannedMount {
+            destination,
+            fs_type: fs_type.to_owned(),
+            source,
+            options,
+            data,
+            propagation: None,
+            bind: None,
+            access: None,
+            volume: None,
+            origin: MountOrigin::Cgroup,
+        };
+        let mut options = flags.to_vec();
+        for flag in ["nosuid", "nodev", "noexec"] {
+            if !options.iter().any(|f| f == flag) {
+                options.push(flag.to_owned());
+            }
+        }
+        match self {
+            Self::Unified => vec![mount(
+                destination.to_path_buf(),
+                "cgroup2",
+                "cgroup".into(),
+                options,
+                Vec::new(),
+            )],
+            Self::Legacy { controllers } => {
+                let mut mounts = vec![mount(
+                    destination.to_path_buf(),
+                    "tmpfs",
+                    "tmpfs".into(),
+                    vec!["nosuid".into(), "nodev".into(), "noexec".into()],
+                    vec!["mode=755".into()],
+                )];
+                let sub = cgroups_path.strip_prefix("/").unwrap_or(cgroups_path);
+                for controller in controllers {
+                    let mut bind = mount(
+                        destination.join(controller),
+                        "bind",
+                        host_cgroup_root
+                            .join(controller)
+                            .join(sub)
+                            .display()
+                            .to_string(),
+                        options.clone(),
+                        Vec::new(),
+                    );
+                    bind.bind = Some(BindSource {
+                        kind: SourceKind::Directory,
+                        recursive: false,
+                    });
+                    mounts.push(bind);
+                }
+                mounts
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn v2_is_one_mount_and_v1_one_per_controller() {
+        let unified = CgroupLayout::Unified.mounts(
+            Path::new("/sys/fs/cgroup"),
+            &["ro".into()],
+            Path::new("/sys/fs/cgroup"),
+            Path::new("/c1"),
+        );
+        assert_eq!(unified.len(), 1);
+        assert_eq!(
+            (unified[0].fs_type.as_str(), unified[0].options.join(",")),
+            ("cgroup2", "ro,nosuid,nodev,noexec".to_owned())
+        );
+        let legacy = CgroupLayout::Legacy {
+            controllers: vec!["cpu,cpuacct".into(), "memory".into()],
+        };
+        let mounts = legacy.mounts(
+            Path::new("/sys/fs/cgroup"),
+            &[],
+            Path::new("/sys/fs/cgroup"),
+            Path::new("/pod/c1"),
+        );
+        assert_eq!(mounts.len(), 3);
+        assert_eq!(
+            mounts[1].destination,
+            Path::new("/sys/fs/cgroup/cpu,cpuacct")
+        );
+        assert_eq!(mounts[2].source, "/sys/fs/cgroup/memory/pod/c1");
+    }
+
+    #[test]
+    fn the_layout_comes_from_the_host_tree() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("sys/fs/cgroup/memory")).unwrap();
+        std::fs::create_dir_all(dir.path().join("sys/fs/cgroup/cpu,cpuacct")).unwrap();
+        std::fs::create_dir_all(dir.path().join("sys/fs/cgroup/unified")).unwrap();
+        std::os::unix::fs::symlink("cpu,cpuacct", dir.path().join("sys/fs/cgroup/cpu")).unwrap();
+        let host = HostRoot::at(dir.path()).unwrap();
+        assert_eq!(
+            CgroupLayout::read(&host),
+            CgroupLayout::Legacy {
+                controllers: vec!["cpu,cpuacct".into(), "memory".into()]
+            }
+        );
+        std::fs::write(
+            dir.path().join("sys/fs/cgroup/cgroup.controllers"),
+            "cpu memory\n",
+        )
+        .unwrap();
+        assert_eq!(
+            CgroupLayout::read(&HostRoot::at(dir.path()).unwrap()),
+            CgroupLayout::Unified
+        );
+    }
+}
