@@ -132,3 +132,28 @@ fn the_cli_json_is_the_library_result() {
         assert_eq!(printed, expected, "{}", scenario.name);
     }
 }
+
+#[test]
+fn the_examples_rootfs_is_the_placeholder_busybox_rootfs() {
+    let committed = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/rootfs");
+    if common::bless() {
+        let _ = fs::remove_dir_all(&committed);
+        accelgate::fixture::write_busybox_rootfs(
+            &committed,
+            accelgate::fixture::Busybox::Placeholder,
+        )
+        .unwrap();
+        return;
+    }
+    let fresh = tempfile::tempdir().unwrap();
+    accelgate::fixture::write_busybox_rootfs(
+        fresh.path(),
+        accelgate::fixture::Busybox::Placeholder,
+    )
+    .unwrap();
+    let (want, have) = (snapshot(fresh.path()), snapshot(&committed));
+    assert!(
+        want == have,
+        "examples/rootfs differs from write_busybox_rootfs(Placeholder); bless and review"
+    );
+}

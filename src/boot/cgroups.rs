@@ -12,15 +12,16 @@ pub enum CgroupLayout {
     Unified,
     /// cgroup v1 (or hybrid): one hierarchy per controller directory of `/sys/fs/cgroup`.
     Legacy {
-        /// Controller directories (`cpu,cpuacct`, `memory`, `systemd`), sorted.
-        controllers: Vec<String>,
+        /// Controller directories (`cpu,cpuacct`, `memory`, `systemd`), sorted, each with the
+        /// cgroup this process is in there (from `/proc/self/cgroup`; `/` when unknown).
+        controllers: Vec<(String, PathBuf)>,
     },
 }
 
 impl CgroupLayout {
     /// Reads the layout from the host's `/sys/fs/cgroup`: `cgroup.controllers` there means
-    /// cgroup v2; controller directories mean v1. A host tree without `/sys/fs/cgroup` (most
-    /// fixtures) is taken as v2, which every current kernel offers.
+    /// cgroup v2; controller directories mean v1. A host tree without `/sys/fs/cgroup` is taken
+    /// as v2, which every current kernel offers.
     pub fn read(host: &HostRoot) -> Self {
         let tree = host.sys();
         let Ok(Some(dir)) = tree.resolve_optional("fs/cgroup") else {
@@ -29,7 +30,13 @@ impl CgroupLayout {
         if dir.join("cgroup.controllers").exists() {
             return Self::Unified;
         }
-        let controllers: Vec<String> = tree
+        let own = host
+            .proc()
+            .read_optional(&host.proc().root().join("self/cgroup"))
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let controllers: Vec<(String, PathBuf)> = tree
             .list(&dir)
             .ok()
             .flatten()
@@ -37,6 +44,10 @@ impl CgroupLayout {
             .into_iter()
             .filter(|name| name != "unified")
             .filter(|name| std::fs::symlink_metadata(dir.join(name)).is_ok_and(|m| m.is_dir()))
+            .map(|name| {
+                let path = own_cgroup(&own, &name).unwrap_or_else(|| PathBuf::from("/"));
+                (name, path)
+            })
             .collect();
         if controllers.is_empty() {
             Self::Unified
@@ -46,7 +57,9 @@ impl CgroupLayout {
     }
 
     /// The mounts that stand for one cgroup mount at `destination` with `flags`: a `cgroup2`
-    /// mount, or a tmpfs with each v1 controller's sub-cgroup `cgroups_path` bound under it.
+    /// mount, or a tmpfs with each v1 controller's cgroup bound under it: `cgroups_path` where
+    /// that cgroup exists on the host, else the cgroup the workload inherits from the launcher
+    /// (accelgate does not create cgroups).
     pub fn mounts(
         &self,
         destination: &Path,
@@ -92,16 +105,20 @@ impl CgroupLayout {
                     vec!["nosuid".into(), "nodev".into(), "noexec".into()],
                     vec!["mode=755".into()],
                 )];
-                let sub = cgroups_path.strip_prefix("/").unwrap_or(cgroups_path);
-                for controller in controllers {
+                let relative = |path: &Path| path.strip_prefix("/").unwrap_or(path).to_path_buf();
+                for (controller, own) in controllers {
+                    let wanted = host_cgroup_root
+                        .join(controller)
+                        .join(relative(cgroups_path));
+                    let source = if wanted.is_dir() {
+                        wanted
+                    } else {
+                        host_cgroup_root.join(controller).join(relative(own))
+                    };
                     let mut bind = mount(
                         destination.join(controller),
                         "bind",
-                        host_cgroup_root
-                            .join(controller)
-                            .join(sub)
-                            .display()
-                            .to_string(),
+                        source.display().to_string(),
                         options.clone(),
                         Vec::new(),
                     );
@@ -115,6 +132,17 @@ impl CgroupLayout {
             }
         }
     }
+}
+
+/// This process's cgroup in the v1 hierarchy mounted at directory `name` (`cpu,cpuacct`,
+/// `systemd` for `name=systemd`), from `/proc/self/cgroup` lines `ID:CONTROLLERS:PATH`.
+fn own_cgroup(proc_self_cgroup: &str, name: &str) -> Option<PathBuf> {
+    proc_self_cgroup.lines().find_map(|line| {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+        let matches = controllers == name || controllers.strip_prefix("name=") == Some(name);
+        matches.then(|| PathBuf::from(path))
+    })
 }
 
 #[cfg(test)]
@@ -135,7 +163,10 @@ mod tests {
             ("cgroup2", "ro,nosuid,nodev,noexec".to_owned())
         );
         let legacy = CgroupLayout::Legacy {
-            controllers: vec!["cpu,cpuacct".into(), "memory".into()],
+            controllers: vec![
+                ("cpu,cpuacct".into(), "/".into()),
+                ("memory".into(), "/own".into()),
+            ],
         };
         let mounts = legacy.mounts(
             Path::new("/sys/fs/cgroup"),
@@ -148,7 +179,12 @@ mod tests {
             mounts[1].destination,
             Path::new("/sys/fs/cgroup/cpu,cpuacct")
         );
-        assert_eq!(mounts[2].source, "/sys/fs/cgroup/memory/pod/c1");
+        // /pod/c1 does not exist here, so the inherited cgroup is shown.
+        assert_eq!(mounts[2].source, "/sys/fs/cgroup/memory/own");
+        assert_eq!(
+            own_cgroup("4:memory:/a/b\n1:name=systemd:/s\n0::/", "systemd"),
+            Some(PathBuf::from("/s"))
+        );
     }
 
     #[test]
@@ -162,7 +198,10 @@ mod tests {
         assert_eq!(
             CgroupLayout::read(&host),
             CgroupLayout::Legacy {
-                controllers: vec!["cpu,cpuacct".into(), "memory".into()]
+                controllers: vec![
+                    ("cpu,cpuacct".into(), "/".into()),
+                    ("memory".into(), "/".into())
+                ]
             }
         );
         std::fs::write(

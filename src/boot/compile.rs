@@ -124,7 +124,10 @@ pub fn compile(
             destination.display(),
             match &host.cgroups {
                 CgroupLayout::Unified => "cgroup2".to_owned(),
-                CgroupLayout::Legacy { controllers } => format!("v1: {}", controllers.join(" ")),
+                CgroupLayout::Legacy { controllers } => {
+                    let names: Vec<&str> = controllers.iter().map(|(c, _)| c.as_str()).collect();
+                    format!("v1: {}", names.join(" "))
+                }
             },
             cgroups_path.display()
         ));
@@ -269,6 +272,7 @@ pub fn compile(
             kind: MEMLOCK.into(),
             soft: u64::MAX,
             hard: u64::MAX,
+            origin: "tpu".into(),
         });
         rules.add(format!(
             "tpu: {} asks for chips {:?}; their sysfs directories bound read-only, RLIMIT_MEMLOCK unlimited",
@@ -500,10 +504,17 @@ fn spec_rlimits(bundle: &Bundle) -> Result<Vec<PlannedRlimit>, BootError> {
                     ),
                 });
             }
+            if super::process::rlimit_resource(&kind).is_none() {
+                return Err(BootError::InvalidField {
+                    field: format!("process.rlimits[{kind}]"),
+                    reason: "not a resource limit Linux has".into(),
+                });
+            }
             Ok(PlannedRlimit {
                 kind,
                 soft: limit.soft(),
                 hard: limit.hard(),
+                origin: "spec".into(),
             })
         })
         .collect()
@@ -546,6 +557,16 @@ fn process_plan(
         field: "process.cwd".into(),
         reason: format!("{raw_cwd:?}: {reason}"),
     })?;
+    if cwd.starts_with("/proc") {
+        // /proc/self/fd/N as cwd reached the host through a leaked fd (CVE-2024-21626).
+        return Err(BootError::InvalidField {
+            field: "process.cwd".into(),
+            reason: format!(
+                "{}: a working directory under /proc is refused",
+                cwd.display()
+            ),
+        });
+    }
     let Some(name) = args.first() else {
         return Err(BootError::InvalidField {
             field: "process.args".into(),

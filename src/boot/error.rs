@@ -74,6 +74,9 @@ pub enum BootError {
         /// What went wrong (not found on PATH, not executable, ...).
         reason: String,
     },
+    /// The sandbox could not be started or supervised.
+    #[error("cannot run the sandbox: {0}")]
+    Launch(String),
     /// The host could not be read.
     #[error("cannot read the host")]
     Host(#[source] PciError),

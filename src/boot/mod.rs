@@ -14,10 +14,13 @@ mod error;
 mod executable;
 mod gpu;
 mod hints;
+mod launch;
 mod mounts;
 mod options;
 mod paths;
 mod plan;
+mod process;
+mod sys;
 mod tpu;
 
 pub use bundle::Bundle;
@@ -30,11 +33,13 @@ pub use config::{
 pub use error::BootError;
 pub use gpu::{DRIVER_CAPABILITIES, VISIBLE_DEVICES, parse_capabilities, parse_visible_devices};
 pub use hints::MOUNT_HINT_PREFIX;
+pub use launch::{EXIT_SETUP_FAILED, FORWARDED_SIGNALS, LaunchOptions, Outcome, launch};
 pub use paths::clean_absolute;
 pub use plan::{
     Accelerators, Access, BindSource, MountOrigin, PLAN_SCHEMA, PlannedDevice, PlannedMount,
     PlannedRlimit, PlannedSymlink, ProcessPlan, RootfsPlan, SandboxPlan, SharedVolume, SourceKind,
 };
+pub use process::rlimit_resource;
 
 /// The reasons rules fired, kept for the plan and logged at debug level as they happen.
 #[derive(Debug, Default)]

@@ -145,6 +145,22 @@ pub fn spec_mounts(
                 field: field("options"),
                 reason,
             })?;
+        let mut parsed = parsed;
+        if fs_type == "devpts" {
+            // Every sandbox gets its own pty namespace, with a usable /dev/pts/ptmx.
+            for (key, option) in [
+                ("newinstance", "newinstance"),
+                ("ptmxmode", "ptmxmode=0666"),
+            ] {
+                if !parsed.data.iter().any(|d| d.split('=').next() == Some(key)) {
+                    parsed.data.push(option.to_owned());
+                    rules.add(format!(
+                        "mount {}: devpts gets {option}",
+                        destination.display()
+                    ));
+                }
+            }
+        }
         for ignored in &parsed.ignored {
             rules.add(format!(
                 "mount {}: option {ignored}; ignored",
@@ -210,6 +226,18 @@ pub fn spec_mounts(
                     path: host.clone(),
                     source: e,
                 })?;
+                // The source is opened without following a final symlink when it is mounted,
+                // so that swapping it for a link during set-up cannot redirect the bind; a
+                // source that already is a link is refused here.
+                if std::fs::symlink_metadata(&host).is_ok_and(|m| m.file_type().is_symlink()) {
+                    return Err(BootError::InvalidField {
+                        field: field("source"),
+                        reason: format!(
+                            "{} is a symlink; give the path it points to",
+                            host.display()
+                        ),
+                    });
+                }
                 let kind = if meta.is_dir() {
                     SourceKind::Directory
                 } else {

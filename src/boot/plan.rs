@@ -193,6 +193,9 @@ pub struct PlannedRlimit {
     pub soft: u64,
     /// Hard limit; `u64::MAX` is unlimited.
     pub hard: u64,
+    /// `spec` for the spec's own limits, which must be set; `tpu` for the ones accelerators
+    /// want, which are raised as far as the launcher may (a warning says when that falls short).
+    pub origin: String,
 }
 
 /// The workload process.

@@ -5,6 +5,7 @@
 
 mod discover;
 mod plan;
+mod run;
 mod table;
 
 use std::path::PathBuf;
@@ -22,6 +23,7 @@ Examples:
   accelgate discover --root fixtures/sysfs/tpu-v5e-8   # a fixture host, no hardware needed
   accelgate discover --json | jq '.tpus[].bdfs'
   accelgate plan --bundle examples/tpu-v5e --root fixtures/sysfs/tpu-v5e-8
+  accelgate run --bundle examples/busybox-tpu --root fixtures/sysfs/tpu-v4-8 -- ls -ln /dev
 
 Environment:
   RUST_LOG   log filter (tracing syntax) when --log-level is not given";
@@ -42,6 +44,7 @@ pub struct Cli {
 enum Command {
     Discover(discover::DiscoverArgs),
     Plan(plan::PlanArgs),
+    Run(run::RunArgs),
 }
 
 /// Exit status for a host that cannot be read or another runtime failure.
@@ -63,6 +66,7 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Discover(args) => discover::run(&args),
         Command::Plan(args) => plan::run(&args),
+        Command::Run(args) => run::run(&args),
     }
 }
 

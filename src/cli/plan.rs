@@ -24,13 +24,24 @@ The JSON schema is accelgate.plan/v1 (docs/plan.md).";
 #[derive(Debug, Args)]
 #[command(after_help = PLAN_EXAMPLES)]
 pub struct PlanArgs {
+    #[command(flatten)]
+    sandbox: SandboxArgs,
+
+    /// Print the accelgate.plan/v1 JSON document instead of a readable plan
+    #[arg(long)]
+    json: bool,
+}
+
+/// What `plan` and `run` both take: the bundle, the host, and the operator's settings.
+#[derive(Debug, Args)]
+pub struct SandboxArgs {
     /// The OCI bundle directory holding config.json
     #[arg(long, value_name = "DIR", default_value = ".")]
     bundle: PathBuf,
 
     /// Read the host from DIR/sys, DIR/proc and DIR/dev (or DIR/dev.list) instead of /
     #[arg(long, value_name = "HOSTROOT")]
-    root: Option<PathBuf>,
+    pub root: Option<PathBuf>,
 
     /// The container's name [default: the bundle directory's name]
     #[arg(long, value_name = "NAME")]
@@ -48,24 +59,26 @@ pub struct PlanArgs {
     /// TPU chips to give the sandbox: all, or indices as `discover` numbers them (0,1,...)
     #[arg(long, value_name = "SEL", value_parser = Selection::parse)]
     tpu: Option<Selection>,
-
-    /// Print the accelgate.plan/v1 JSON document instead of a readable plan
-    #[arg(long)]
-    json: bool,
 }
 
-/// Loads the bundle and the host and compiles the plan; errors are reported and become the
-/// exit status.
-pub fn build(args: &PlanArgs) -> Result<SandboxPlan, ExitCode> {
-    let host = super::host_root(args.root.as_ref())
+/// Loads the bundle (with `args` replacing `process.args` when given) and the host, and
+/// compiles the plan; errors are reported and become the exit status.
+pub fn build(sandbox: &SandboxArgs, args: &[String]) -> Result<(Bundle, SandboxPlan), ExitCode> {
+    let host = super::host_root(sandbox.root.as_ref())
         .map_err(|e| super::fail("cannot use host root", &e))?;
-    let bundle = Bundle::load(&args.bundle).map_err(|e| super::fail("cannot load bundle", &e))?;
+    let mut bundle =
+        Bundle::load(&sandbox.bundle).map_err(|e| super::fail("cannot load bundle", &e))?;
+    if !args.is_empty() {
+        if let Some(process) = bundle.spec.process_mut() {
+            process.set_args(Some(args.to_vec()));
+        }
+    }
     let snapshot = HostSnapshot::read(&host).map_err(|e| super::fail("cannot read host", &e))?;
     eprint!(
         "{}",
         super::discover::render_warnings(&snapshot.discovery.warnings)
     );
-    let container_id = args.id.clone().unwrap_or_else(|| {
+    let container_id = sandbox.id.clone().unwrap_or_else(|| {
         bundle.dir.file_name().map_or_else(
             || "sandbox".to_owned(),
             |n| n.to_string_lossy().into_owned(),
@@ -73,17 +86,18 @@ pub fn build(args: &PlanArgs) -> Result<SandboxPlan, ExitCode> {
     });
     let config = BootConfig {
         container_id,
-        overlay: args.overlay.clone(),
-        rootfs_image: args.rootfs_image.clone(),
-        tpus: args.tpu.clone(),
+        overlay: sandbox.overlay.clone(),
+        rootfs_image: sandbox.rootfs_image.clone(),
+        tpus: sandbox.tpu.clone(),
     };
-    compile(&bundle, &snapshot, &config)
-        .map_err(|e| super::fail(&format!("cannot plan {}", bundle.dir.display()), &e))
+    let plan = compile(&bundle, &snapshot, &config)
+        .map_err(|e| super::fail(&format!("cannot plan {}", bundle.dir.display()), &e))?;
+    Ok((bundle, plan))
 }
 
 pub fn run(args: &PlanArgs) -> ExitCode {
-    let plan = match build(args) {
-        Ok(plan) => plan,
+    let plan = match build(&args.sandbox, &[]) {
+        Ok((_, plan)) => plan,
         Err(code) => return code,
     };
     if args.json {

@@ -57,15 +57,35 @@ pub enum VfsError {
         #[source]
         source: io::Error,
     },
+    /// One step of applying a plan failed.
+    #[error("{step} {path}")]
+    Step {
+        /// What was being done (`mount proc at`, `mknod`, `pivot_root`).
+        step: String,
+        /// The path inside the sandbox (or on the host) it was done to.
+        path: PathBuf,
+        /// The error, with its errno.
+        #[source]
+        source: io::Error,
+    },
+    /// A path was refused: a symlink where a real directory must be, a changed bind source, a
+    /// node that is not what was made.
+    #[error("{path}: {reason}")]
+    Refused {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
 }
 
 impl VfsError {
     /// The errno behind the error, when a syscall failed.
     pub fn errno(&self) -> Option<Errno> {
         match self {
-            Self::OpenRoot { source, .. } | Self::Resolve { source, .. } => {
-                source.raw_os_error().map(Errno::from_raw)
-            }
+            Self::OpenRoot { source, .. }
+            | Self::Resolve { source, .. }
+            | Self::Step { source, .. } => source.raw_os_error().map(Errno::from_raw),
             _ => None,
         }
     }

@@ -4,12 +4,21 @@
 //! and block device tables, and hands out dynamic majors in the kernel's order. [`RootDir`]
 //! resolves paths inside a rootfs through file descriptors, never by joining strings.
 
+pub mod abi;
+mod apply;
 mod error;
 mod majors;
+#[cfg(test)]
+mod recording;
 mod registry;
 mod rootdir;
+mod sys;
+mod system;
 
+pub use apply::{ApplyOptions, apply};
 pub use error::VfsError;
 pub use majors::DynamicMajors;
 pub use registry::{DeviceClass, DeviceRegistry, RegisteredDevice, STANDARD_DEVICES};
-pub use rootdir::{FileInfo, FileKind, Resolver, RootDir};
+pub use rootdir::{FileInfo, FileKind, Resolver, RootDir, fstat_info};
+pub use sys::RealSys;
+pub use system::{MountFlags, NodeType, Sys, proc_fd_path};

@@ -45,7 +45,8 @@ pub struct FileInfo {
 }
 
 impl FileInfo {
-    fn from_stat(st: &nix::sys::stat::FileStat) -> Self {
+    /// The facts of a `stat` result.
+    pub fn from_stat(st: &nix::sys::stat::FileStat) -> Self {
         let format = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits());
         let kind = match format {
             SFlag::S_IFDIR => FileKind::Directory,
@@ -242,7 +243,30 @@ impl RootDir {
 
     /// Resolves `path` with the user-space walk: `O_PATH` fds all the way, the root's own fd
     /// standing in for `/`.
+    /// An `O_PATH` fd of directory `path`, creating each missing component with `mkdirat`
+    /// (mode 0755) relative to its parent's fd; symlinks on the way are followed inside the
+    /// root, so `/dev -> /host/dir` makes the rootfs's own `/host/dir`.
+    pub fn create_dir_all(&self, path: &Path) -> Result<OwnedFd, VfsError> {
+        let fd = self
+            .walk_creating(path, true, true)
+            .map_err(|e| self.error(e, path))?;
+        let st = fstat(fd.as_fd()).map_err(|e| self.error(e, path))?;
+        if st.st_mode & SFlag::S_IFMT.bits() != SFlag::S_IFDIR.bits() {
+            return Err(self.error(Errno::ENOTDIR, path));
+        }
+        Ok(fd)
+    }
+
     fn walk(&self, path: &Path, follow_last: bool) -> Result<OwnedFd, Errno> {
+        self.walk_creating(path, follow_last, false)
+    }
+
+    fn walk_creating(
+        &self,
+        path: &Path,
+        follow_last: bool,
+        create: bool,
+    ) -> Result<OwnedFd, Errno> {
         let mut stack: Vec<OwnedFd> = Vec::new();
         let mut pending: Vec<OsString> = Vec::new();
         push_components(&mut pending, path);
@@ -258,12 +282,27 @@ impl RootDir {
                 continue;
             }
             let dir = current(&stack)?;
-            let fd = openat(
-                dir.as_fd(),
-                part.as_os_str(),
-                PATH_FLAGS | OFlag::O_NOFOLLOW,
-                Mode::empty(),
-            )?;
+            let open = || {
+                openat(
+                    dir.as_fd(),
+                    part.as_os_str(),
+                    PATH_FLAGS | OFlag::O_NOFOLLOW,
+                    Mode::empty(),
+                )
+            };
+            let fd = match open() {
+                Err(Errno::ENOENT) if create => {
+                    match nix::sys::stat::mkdirat(
+                        dir.as_fd(),
+                        part.as_os_str(),
+                        Mode::from_bits_truncate(0o755),
+                    ) {
+                        Ok(()) | Err(Errno::EEXIST) => open()?,
+                        Err(e) => return Err(e),
+                    }
+                }
+                other => other?,
+            };
             let st = fstat(fd.as_fd())?;
             let is_link = st.st_mode & SFlag::S_IFMT.bits() == SFlag::S_IFLNK.bits();
             if is_link && (follow_last || !pending.is_empty()) {
@@ -286,6 +325,11 @@ impl RootDir {
         }
         current(&stack)
     }
+}
+
+/// `fstat` of a descriptor as [`FileInfo`].
+pub fn fstat_info(fd: BorrowedFd<'_>) -> Result<FileInfo, Errno> {
+    fstat(fd).map(|st| FileInfo::from_stat(&st))
 }
 
 /// `path` without its leading `/`, so that `openat2` takes it from the root; `.` for the root.

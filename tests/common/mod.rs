@@ -137,3 +137,101 @@ impl TempBundle {
         accelgate::boot::compile(&bundle, &snapshot, &config)
     }
 }
+
+/// A spec like runc's default, running `/bin/sh` from `rootfs`.
+pub fn runnable_spec() -> serde_json::Value {
+    serde_json::json!({
+        "ociVersion": "1.0.2",
+        "process": {
+            "user": {"uid": 0, "gid": 0},
+            "args": ["/bin/sh", "-c", "true"],
+            "env": ["PATH=/bin", "TERM=xterm"],
+            "cwd": "/",
+            "capabilities": {
+                "bounding": ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"],
+                "effective": ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"],
+                "permitted": ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
+            },
+            "noNewPrivileges": true
+        },
+        "root": {"path": "rootfs", "readonly": false},
+        "hostname": "sandbox",
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+            {"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
+            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+            {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]}
+        ],
+        "linux": {
+            "namespaces": [{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}],
+            "maskedPaths": ["/proc/kcore", "/proc/keys", "/sys/firmware"],
+            "readonlyPaths": ["/proc/sys", "/proc/sysrq-trigger"]
+        }
+    })
+}
+
+/// A bundle that runs: a busybox rootfs copied from the host's `/bin/busybox` and
+/// [`runnable_spec`] after `edit`.
+pub fn runnable_bundle(edit: impl FnOnce(&mut serde_json::Value)) -> TempBundle {
+    let bundle = TempBundle::new(|spec| {
+        *spec = runnable_spec();
+        edit(spec);
+    });
+    std::fs::remove_dir_all(bundle.rootfs()).unwrap();
+    accelgate::fixture::write_busybox_rootfs(
+        &bundle.rootfs(),
+        accelgate::fixture::Busybox::Copy(Path::new("/bin/busybox")),
+    )
+    .expect("copy /bin/busybox (install busybox-static: scripts/setup)");
+    bundle
+}
+
+/// What the host looks like: its mount table and a directory listing. Equal before and after a
+/// sandbox means the sandbox touched neither.
+#[derive(Debug, PartialEq, Eq)]
+pub struct HostView {
+    mountinfo: Vec<String>,
+    listing: Vec<String>,
+}
+
+/// The host's mount table (this test process lives in the host's mount namespace) and the
+/// recursive listing of `canary`.
+pub fn host_view(canary: &Path) -> HostView {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let mut listing = Vec::new();
+    let mut stack = vec![canary.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            listing.push(entry.path().display().to_string());
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(entry.path());
+            }
+        }
+    }
+    listing.sort();
+    HostView { mountinfo, listing }
+}
+
+/// Runs `accelgate run` on `bundle` (host root `root`, or the real host) with `command`.
+pub fn run_sandbox(bundle: &Path, root: Option<&str>, command: &[&str]) -> Output {
+    let mut args = vec![
+        "run".to_owned(),
+        "--bundle".to_owned(),
+        bundle.display().to_string(),
+    ];
+    if let Some(root) = root {
+        args.push("--root".into());
+        args.push(fixture(root).display().to_string());
+    }
+    if !command.is_empty() {
+        args.push("--".into());
+        args.extend(command.iter().map(|s| (*s).to_owned()));
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    accelgate(&args, Duration::from_secs(60))
+}

@@ -1,0 +1,212 @@
+//! The workload's process: credentials, limits, working directory, and exec.
+
+use std::collections::HashSet;
+use std::convert::Infallible;
+use std::ffi::CString;
+use std::path::Path;
+use std::str::FromStr;
+
+use nix::sys::resource::{Resource, setrlimit};
+use nix::unistd::{Gid, Uid};
+use oci_spec::runtime::{Capabilities, Process};
+
+use super::SandboxPlan;
+use super::sys::cloexec_from;
+
+/// Why the workload could not be started, and the exit status that stands for it (126: found
+/// but not runnable; 127: not found; 125: set-up failed), as shells and podman use them.
+#[derive(Debug)]
+pub struct ExecFailure {
+    /// Exit status.
+    pub status: i32,
+    /// What failed.
+    pub message: String,
+}
+
+fn failure(status: i32, message: String) -> ExecFailure {
+    ExecFailure { status, message }
+}
+
+/// The environment: the spec's, then the plan's additions (which replace a spec entry of the
+/// same name).
+pub fn environment(process: &Process, plan: &SandboxPlan) -> Vec<String> {
+    let mut env: Vec<String> = process.env().clone().unwrap_or_default();
+    for added in &plan.env {
+        let name = added.split_once('=').map_or(added.as_str(), |(n, _)| n);
+        env.retain(|e| e.split_once('=').map_or(e.as_str(), |(n, _)| n) != name);
+        env.push(added.clone());
+    }
+    env
+}
+
+/// Sets the workload up in the sandbox's `/` and executes it; returns only on failure.
+///
+/// Order matters: the working directory is entered and checked first (it must resolve inside
+/// the container: CVE-2024-21626 reached the host through a leaked fd as cwd), then limits, the
+/// bounding set, groups and ids (keeping capabilities across the id change), the capability
+/// sets, `no_new_privs`, every fd but stdio marked close-on-exec, and exec.
+pub fn exec_workload(process: &Process, plan: &SandboxPlan) -> Result<Infallible, ExecFailure> {
+    let setup = |what: &str, e: &dyn std::fmt::Display| failure(125, format!("{what}: {e}"));
+    let cwd = &plan.process.cwd;
+    nix::unistd::chdir(cwd).map_err(|e| setup(&format!("chdir {}", cwd.display()), &e))?;
+    let real = nix::unistd::getcwd().map_err(|e| setup("getcwd", &e))?;
+    if !real.is_absolute() || real.starts_with("(unreachable)") {
+        return Err(failure(
+            125,
+            format!(
+                "the working directory {} is outside the container",
+                cwd.display()
+            ),
+        ));
+    }
+    for limit in &plan.rlimits {
+        let resource = rlimit_resource(&limit.kind)
+            .ok_or_else(|| failure(125, format!("unknown rlimit {}", limit.kind)))?;
+        match setrlimit(resource, limit.soft, limit.hard) {
+            Ok(()) => {}
+            // Raising a hard limit needs CAP_SYS_RESOURCE; an accelerator's wish is met as far
+            // as this launcher may, a spec's demand is not negotiable.
+            Err(nix::errno::Errno::EPERM) if limit.origin != "spec" => {
+                let (_, hard) =
+                    nix::sys::resource::getrlimit(resource).map_err(|e| setup("getrlimit", &e))?;
+                setrlimit(resource, hard, hard)
+                    .map_err(|e| setup(&format!("setrlimit {}", limit.kind), &e))?;
+                eprintln!(
+                    "warning: {} stays at {hard}: raising it needs CAP_SYS_RESOURCE, which the launcher lacks",
+                    limit.kind
+                );
+            }
+            Err(e) => return Err(setup(&format!("setrlimit {}", limit.kind), &e)),
+        }
+    }
+    nix::unistd::setsid().map_err(|e| setup("setsid", &e))?;
+
+    let user = process.user();
+    let caps = process.capabilities().clone().unwrap_or_default();
+    if let Some(bounding) = caps.bounding() {
+        let keep = to_caps(bounding).map_err(|e| failure(125, e))?;
+        for cap in caps::all() {
+            if !keep.contains(&cap) {
+                caps::drop(None, caps::CapSet::Bounding, cap)
+                    .map_err(|e| setup(&format!("drop {cap} from the bounding set"), &e))?;
+            }
+        }
+    }
+    nix::sys::prctl::set_keepcaps(true).map_err(|e| setup("PR_SET_KEEPCAPS", &e))?;
+    let groups: Vec<Gid> = user
+        .additional_gids()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .map(Gid::from_raw)
+        .collect();
+    match nix::unistd::setgroups(&groups) {
+        // A user namespace whose setgroups is denied keeps its groups.
+        Err(nix::errno::Errno::EPERM) if groups.is_empty() => {}
+        other => other.map_err(|e| setup("setgroups", &e))?,
+    }
+    let gid = Gid::from_raw(user.gid());
+    nix::unistd::setresgid(gid, gid, gid).map_err(|e| setup("setresgid", &e))?;
+    let uid = Uid::from_raw(user.uid());
+    nix::unistd::setresuid(uid, uid, uid).map_err(|e| setup("setresuid", &e))?;
+    nix::sys::prctl::set_keepcaps(false).map_err(|e| setup("PR_SET_KEEPCAPS", &e))?;
+    // Inheritable while CAP_SETPCAP is still effective, then effective, then permitted, so
+    // that each capset keeps effective within permitted.
+    let sets = [
+        (caps::CapSet::Inheritable, caps.inheritable()),
+        (caps::CapSet::Effective, caps.effective()),
+        (caps::CapSet::Permitted, caps.permitted()),
+    ];
+    for (set, list) in sets {
+        let wanted = list
+            .as_ref()
+            .map(to_caps)
+            .transpose()
+            .map_err(|e| failure(125, e))?
+            .unwrap_or_default();
+        caps::set(None, set, &wanted)
+            .map_err(|e| setup(&format!("set {set:?} capabilities"), &e))?;
+    }
+    if let Some(ambient) = caps.ambient() {
+        for cap in to_caps(ambient).map_err(|e| failure(125, e))? {
+            caps::raise(None, caps::CapSet::Ambient, cap)
+                .map_err(|e| setup(&format!("raise ambient {cap}"), &e))?;
+        }
+    }
+    if process.no_new_privileges().unwrap_or(false) {
+        nix::sys::prctl::set_no_new_privs().map_err(|e| setup("PR_SET_NO_NEW_PRIVS", &e))?;
+    }
+    nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&nix::sys::signal::SigSet::empty()),
+        None,
+    )
+    .map_err(|e| setup("unblock signals", &e))?;
+    cloexec_from(3).map_err(|e| setup("close_range", &e))?;
+
+    let args = c_strings(&plan.process.args).map_err(|e| failure(125, e))?;
+    let env = c_strings(&environment(process, plan)).map_err(|e| failure(125, e))?;
+    let result = match &plan.process.executable {
+        Some(path) => {
+            let path = CString::new(path.as_os_str().as_encoded_bytes())
+                .map_err(|_| failure(125, "a NUL byte in the executable path".into()))?;
+            nix::unistd::execve(&path, &args, &env)
+        }
+        None => nix::unistd::execvpe(&args[0], &args, &env),
+    };
+    let Err(errno) = result;
+    let name = plan
+        .process
+        .executable
+        .as_deref()
+        .unwrap_or(Path::new(&plan.process.args[0]))
+        .display()
+        .to_string();
+    let status = if errno == nix::errno::Errno::ENOENT {
+        127
+    } else {
+        126
+    };
+    Err(failure(status, format!("exec {name}: {}", errno.desc())))
+}
+
+fn c_strings(list: &[String]) -> Result<Vec<CString>, String> {
+    list.iter()
+        .map(|s| CString::new(s.as_bytes()).map_err(|_| format!("a NUL byte in {s:?}")))
+        .collect()
+}
+
+fn to_caps(list: &Capabilities) -> Result<HashSet<caps::Capability>, String> {
+    list.iter()
+        .map(|cap| {
+            let name = serde_json::to_value(cap)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            caps::Capability::from_str(&name).map_err(|_| format!("unknown capability {name}"))
+        })
+        .collect()
+}
+
+/// The `setrlimit` resource for an OCI rlimit name.
+pub fn rlimit_resource(name: &str) -> Option<Resource> {
+    Some(match name {
+        "RLIMIT_AS" => Resource::RLIMIT_AS,
+        "RLIMIT_CORE" => Resource::RLIMIT_CORE,
+        "RLIMIT_CPU" => Resource::RLIMIT_CPU,
+        "RLIMIT_DATA" => Resource::RLIMIT_DATA,
+        "RLIMIT_FSIZE" => Resource::RLIMIT_FSIZE,
+        "RLIMIT_LOCKS" => Resource::RLIMIT_LOCKS,
+        "RLIMIT_MEMLOCK" => Resource::RLIMIT_MEMLOCK,
+        "RLIMIT_MSGQUEUE" => Resource::RLIMIT_MSGQUEUE,
+        "RLIMIT_NICE" => Resource::RLIMIT_NICE,
+        "RLIMIT_NOFILE" => Resource::RLIMIT_NOFILE,
+        "RLIMIT_NPROC" => Resource::RLIMIT_NPROC,
+        "RLIMIT_RSS" => Resource::RLIMIT_RSS,
+        "RLIMIT_RTPRIO" => Resource::RLIMIT_RTPRIO,
+        "RLIMIT_RTTIME" => Resource::RLIMIT_RTTIME,
+        "RLIMIT_SIGPENDING" => Resource::RLIMIT_SIGPENDING,
+        "RLIMIT_STACK" => Resource::RLIMIT_STACK,
+        _ => return None,
+    })
+}

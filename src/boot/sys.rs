@@ -1,0 +1,53 @@
+//! Process creation for the launcher: `clone` into new namespaces and `fork`, the two calls
+//! `nix` marks unsafe, and `close_range`, which it does not wrap.
+#![allow(unsafe_code)]
+
+use nix::sched::CloneFlags;
+use nix::sys::signal::Signal;
+use nix::unistd::{ForkResult, Pid};
+
+/// The child's stack. It runs all of sandbox setup (mounts, device nodes, process set-up), so
+/// it gets a normal thread's worth; the pages are only touched as used.
+const CHILD_STACK: usize = 8 << 20;
+
+/// Starts `child` in a new process with `flags` (new namespaces). The child gets a copy of the
+/// address space (no `CLONE_VM`), so the stack buffer and everything `child` borrows are its own
+/// copies; its exit status is the closure's return value.
+///
+/// The caller must be single-threaded (the launcher checks): after `clone` only the calling
+/// thread exists in the child, and any lock another thread held would stay held.
+pub fn clone_child(flags: CloneFlags, child: Box<dyn FnMut() -> isize + '_>) -> nix::Result<Pid> {
+    let mut stack = vec![0u8; CHILD_STACK];
+    // SAFETY: without CLONE_VM the child runs `child` on its own copy of `stack` and of the
+    // heap, so nothing is shared with the parent; the launcher guarantees a single-threaded
+    // caller (`ensure_single_threaded`), which makes the copied process state consistent.
+    unsafe { nix::sched::clone(child, &mut stack, flags, Some(Signal::SIGCHLD as i32)) }
+}
+
+/// `fork`, for the sandbox's init to start the workload.
+///
+/// The caller must be single-threaded: the sandbox's init is (it never starts threads).
+pub fn fork_process() -> nix::Result<ForkResult> {
+    // SAFETY: init is single-threaded, so the child's copy of every lock and allocator state is
+    // consistent; the child goes on to set itself up and exec.
+    unsafe { nix::unistd::fork() }
+}
+
+/// Marks every descriptor from `first` up close-on-exec (`close_range(CLOSE_RANGE_CLOEXEC)`),
+/// so that nothing but stdio reaches the workload (CVE-2024-21626 leaked a host directory fd).
+pub fn cloexec_from(first: u32) -> std::io::Result<()> {
+    // SAFETY: close_range takes plain integers and only changes descriptor flags.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first,
+            u32::MAX,
+            crate::vfs::abi::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if ret < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
