@@ -360,6 +360,8 @@ fn a_cgroup_mount_follows_the_host_layout() {
     for controller in ["cpu,cpuacct", "memory", "unified"] {
         fs::create_dir(host.path().join("sys/fs/cgroup").join(controller)).unwrap();
     }
+    // The spec's cgroup exists under memory only; elsewhere the inherited one (`/`) is shown.
+    fs::create_dir_all(host.path().join("sys/fs/cgroup/memory/pods/p1/c1")).unwrap();
     let bundle_dir = accelgate::boot::Bundle::load(bundle.dir.path()).unwrap();
     let snapshot =
         accelgate::boot::HostSnapshot::read(&accelgate::pci::HostRoot::at(host.path()).unwrap())
@@ -390,6 +392,11 @@ fn a_cgroup_mount_follows_the_host_layout() {
             .ends_with("sys/fs/cgroup/memory/pods/p1/c1"),
         "{}",
         cgroup[2].source
+    );
+    assert!(
+        cgroup[1].source.ends_with("sys/fs/cgroup/cpu,cpuacct/"),
+        "{}",
+        cgroup[1].source
     );
 }
 
