@@ -387,3 +387,42 @@ fn overlays_keep_writes_away_from_the_rootfs() {
         );
     }
 }
+
+#[test]
+fn a_user_namespace_gets_the_hosts_nodes_bound() {
+    privileged!();
+    let bundle = runnable_bundle(|spec| {
+        spec["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "user"}));
+        spec["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        spec["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    });
+    // The rootfs belongs to the namespace's root, as runc also requires.
+    Command::new("chown")
+        .args(["-R", "100000:100000", bundle.rootfs().to_str().unwrap()])
+        .status()
+        .unwrap();
+    let output = run_sandbox(
+        bundle.dir.path(),
+        None,
+        &[
+            "sh",
+            "-c",
+            "cat /proc/self/uid_map; ls -ln /dev/null; echo x > /dev/null && echo ok",
+        ],
+    );
+    let stdout = common::stdout(&output);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}{}",
+        common::stderr(&output)
+    );
+    assert!(stdout.contains("100000"), "{stdout}");
+    assert!(
+        stdout.contains("1,   3") && stdout.contains("ok"),
+        "{stdout}"
+    );
+}

@@ -305,6 +305,20 @@ fn sandbox_init(
             "the launcher went away before the start",
         );
     }
+    if options.user_namespace {
+        // Until now this process kept the launcher's host ids, which the new user namespace
+        // does not map; become its root, so that files it makes belong to someone there.
+        let root = (nix::unistd::Gid::from_raw(0), nix::unistd::Uid::from_raw(0));
+        if let Err(e) = nix::unistd::setresgid(root.0, root.0, root.0)
+            .and_then(|()| nix::unistd::setresuid(root.1, root.1, root.1))
+        {
+            return report(
+                &mut errors,
+                EXIT_SETUP_FAILED,
+                &format!("become root of the user namespace (are uid and gid 0 mapped?): {e}"),
+            );
+        }
+    }
     if let Some(name) = hostname {
         if let Err(e) = nix::unistd::sethostname(name) {
             return report(

@@ -56,7 +56,7 @@ pub fn apply(plan: &SandboxPlan, sys: &dyn Sys, options: &ApplyOptions) -> Resul
     let root = RootDir::open(&root_path)?;
     let mut volumes: BTreeMap<String, OwnedFd> = BTreeMap::new();
     for mount in &plan.mounts {
-        mount_one(&root, mount, plan, sys, &mut volumes)?;
+        mount_one(&root, mount, plan, sys, options, &mut volumes)?;
     }
     make_devices(&root, &plan.devices, sys, options)?;
     for link in &plan.symlinks {
@@ -273,11 +273,13 @@ fn mount_one(
     mount: &PlannedMount,
     plan: &SandboxPlan,
     sys: &dyn Sys,
+    options: &ApplyOptions,
     volumes: &mut BTreeMap<String, OwnedFd>,
 ) -> Result<(), VfsError> {
     let dest = &mount.destination;
     let target = mount_point(root, mount)?;
-    let flags = MountFlags::from_options(&mount.options, mount.propagation.as_deref());
+    let mut flags = MountFlags::from_options(&mount.options, mount.propagation.as_deref());
+    let mut host_sysfs = false;
     let what = format!("mount {} at", mount.fs_type);
     let cwd = AT_FDCWD;
 
@@ -324,15 +326,28 @@ fn mount_one(
         }
         tree
     } else {
-        sys.fs_mount(&mount.fs_type, &mount.source, &mount.data, flags.attrs)
+        match sys.fs_mount(&mount.fs_type, &mount.source, &mount.data, flags.attrs) {
+            // A user namespace may mount sysfs only with a network namespace of its own; bind
+            // the host's, read-only, as runc does.
+            Err(e)
+                if mount.fs_type == "sysfs"
+                    && options.user_namespace
+                    && e.raw_os_error() == Some(libc::EPERM) =>
+            {
+                host_sysfs = true;
+                flags.attrs |= super::abi::MOUNT_ATTR_RDONLY;
+                sys.open_tree(cwd, Path::new("/sys"), true, false)
+            }
+            other => other,
+        }
     };
 
     match detached {
         Ok(tree) => {
             sys.move_mount(tree.as_fd(), target.as_fd())
                 .map_err(|e| step(&what, dest, e))?;
-            let recursive = mount.bind.is_some_and(|b| b.recursive);
-            let needs_attrs = mount.bind.is_some() || mount.volume.is_some();
+            let recursive = mount.bind.is_some_and(|b| b.recursive) || host_sysfs;
+            let needs_attrs = mount.bind.is_some() || mount.volume.is_some() || host_sysfs;
             if (needs_attrs && flags.attrs != 0) || flags.propagation != 0 {
                 let set = MountFlags {
                     attrs: if needs_attrs { flags.attrs } else { 0 },
@@ -538,7 +553,14 @@ fn mask(root: &RootDir, path: &Path, sys: &dyn Sys) -> Result<(), VfsError> {
             .map_err(|e| step("mask file", path, e))?
     };
     sys.move_mount(cover.as_fd(), target.as_fd())
-        .map_err(|e| step("mask", path, e))
+        .map_err(|e| step("mask", path, e))?;
+    // Read-only, so that writes to a masked file do not even reach /dev/null.
+    let flags = MountFlags {
+        attrs: super::abi::MOUNT_ATTR_RDONLY,
+        ..MountFlags::default()
+    };
+    sys.mount_setattr(cover.as_fd(), false, flags)
+        .map_err(|e| step("make the mask read-only", path, e))
 }
 
 /// Binds `path` onto itself read-only (and nosuid, nodev, noexec), submounts included.
@@ -793,13 +815,29 @@ mod tests {
             .iter()
             .find(|m| m.destination == Path::new("/proc"))
             .unwrap();
-        mount_one(&rootdir, proc_mount, &plan, &sys, &mut BTreeMap::new()).unwrap();
+        mount_one(
+            &rootdir,
+            proc_mount,
+            &plan,
+            &sys,
+            &ApplyOptions::default(),
+            &mut BTreeMap::new(),
+        )
+        .unwrap();
         let bind = plan
             .mounts
             .iter()
             .find(|m| m.destination == Path::new("/data"))
             .unwrap();
-        mount_one(&rootdir, bind, &plan, &sys, &mut BTreeMap::new()).unwrap();
+        mount_one(
+            &rootdir,
+            bind,
+            &plan,
+            &sys,
+            &ApplyOptions::default(),
+            &mut BTreeMap::new(),
+        )
+        .unwrap();
         let calls = sys.calls.borrow();
         assert!(
             matches!(&calls[0], Call::LegacyMount { fs_type, target, .. } if fs_type == "proc" && *target == root.join("proc"))
