@@ -1,0 +1,220 @@
+//! The seccomp ABI (`include/uapi/linux/seccomp.h`, `filter.h`, `audit.h`), hand-written: no
+//! well-kept crate covers user notifications with ADDFD, SET_FLAGS and WAIT_KILLABLE_RECV, and
+//! the filter is a few dozen instructions best kept in plain sight. Every number is pinned to the
+//! kernel's in the tests below.
+
+/// `seccomp(2)` operation: install a filter.
+pub const SECCOMP_SET_MODE_FILTER: u32 = 1;
+/// `seccomp(2)` operation: report the notification struct sizes.
+pub const SECCOMP_GET_NOTIF_SIZES: u32 = 3;
+
+/// Return a listener fd for the filter's user notifications (Linux 5.0).
+pub const SECCOMP_FILTER_FLAG_NEW_LISTENER: u32 = 1 << 3;
+/// Waiting for the supervisor is killable but not interruptible (Linux 5.19).
+pub const SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV: u32 = 1 << 5;
+
+/// Filter return actions (high 16 bits) and the data mask.
+pub const SECCOMP_RET_KILL_PROCESS: u32 = 0x8000_0000;
+/// Fail the syscall with the errno in the low 16 bits.
+pub const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
+/// Ask the supervisor.
+pub const SECCOMP_RET_USER_NOTIF: u32 = 0x7fc0_0000;
+/// Let the syscall run.
+pub const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
+/// Mask of the action part.
+pub const SECCOMP_RET_ACTION_FULL: u32 = 0xffff_0000;
+/// Mask of the data part.
+pub const SECCOMP_RET_DATA: u32 = 0x0000_ffff;
+
+/// `AUDIT_ARCH_X86_64`.
+pub const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
+/// `AUDIT_ARCH_I386` (the compat ABI on x86_64).
+pub const AUDIT_ARCH_I386: u32 = 0x4000_0003;
+/// `AUDIT_ARCH_AARCH64`.
+pub const AUDIT_ARCH_AARCH64: u32 = 0xc000_00b7;
+/// `AUDIT_ARCH_ARM` (the compat ABI on aarch64).
+pub const AUDIT_ARCH_ARM: u32 = 0x4000_0028;
+/// The x32 ABI marks its syscall numbers with this bit on x86_64.
+pub const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+
+/// Offsets into `struct seccomp_data` (little-endian: an argument's low word first).
+pub const SECCOMP_DATA_NR: u32 = 0;
+/// `arch`.
+pub const SECCOMP_DATA_ARCH: u32 = 4;
+/// `args[i]`, low 32 bits.
+pub const fn seccomp_data_arg_low(index: u32) -> u32 {
+    16 + 8 * index
+}
+
+/// `struct seccomp_data`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SeccompData {
+    /// Syscall number.
+    pub nr: i32,
+    /// `AUDIT_ARCH_*`.
+    pub arch: u32,
+    /// Instruction pointer.
+    pub instruction_pointer: u64,
+    /// Arguments.
+    pub args: [u64; 6],
+}
+
+/// `struct seccomp_notif`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SeccompNotif {
+    /// Cookie to reply with.
+    pub id: u64,
+    /// TID of the caller, in the supervisor's pid namespace.
+    pub pid: u32,
+    /// Flags (none defined).
+    pub flags: u32,
+    /// The syscall.
+    pub data: SeccompData,
+}
+
+/// `struct seccomp_notif_resp`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SeccompNotifResp {
+    /// The notification's id.
+    pub id: u64,
+    /// Return value.
+    pub val: i64,
+    /// Negative errno, or 0.
+    pub error: i32,
+    /// `SECCOMP_USER_NOTIF_FLAG_CONTINUE` or 0.
+    pub flags: u32,
+}
+
+/// `struct seccomp_notif_addfd`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SeccompNotifAddfd {
+    /// The notification's id.
+    pub id: u64,
+    /// `SECCOMP_ADDFD_FLAG_*`.
+    pub flags: u32,
+    /// The supervisor's fd to install.
+    pub srcfd: u32,
+    /// Number to install at with `SETFD`, else 0.
+    pub newfd: u32,
+    /// `O_CLOEXEC` or 0.
+    pub newfd_flags: u32,
+}
+
+/// `struct seccomp_notif_sizes`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SeccompNotifSizes {
+    /// `sizeof(struct seccomp_notif)`.
+    pub seccomp_notif: u16,
+    /// `sizeof(struct seccomp_notif_resp)`.
+    pub seccomp_notif_resp: u16,
+    /// `sizeof(struct seccomp_data)`.
+    pub seccomp_data: u16,
+}
+
+const _: () = assert!(size_of::<SeccompData>() == 64);
+const _: () = assert!(size_of::<SeccompNotif>() == 80);
+const _: () = assert!(size_of::<SeccompNotifResp>() == 24);
+const _: () = assert!(size_of::<SeccompNotifAddfd>() == 24);
+
+/// Continue the syscall in the kernel (Linux 5.5).
+pub const SECCOMP_USER_NOTIF_FLAG_CONTINUE: u32 = 1;
+/// ADDFD: reply with the new fd atomically (Linux 5.14).
+pub const SECCOMP_ADDFD_FLAG_SEND: u32 = 1 << 1;
+/// SET_FLAGS: wake the target on the supervisor's CPU (Linux 6.6).
+pub const SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP: u64 = 1;
+
+const SECCOMP_IOC_MAGIC: u32 = b'!' as u32;
+const fn ioc(dir: u32, nr: u32, size: u32) -> u32 {
+    (dir << 30) | (size << 16) | (SECCOMP_IOC_MAGIC << 8) | nr
+}
+const IOC_WRITE: u32 = 1;
+const IOC_READ: u32 = 2;
+
+/// `SECCOMP_IOCTL_NOTIF_RECV` (`_IOWR('!', 0, struct seccomp_notif)`).
+pub const SECCOMP_IOCTL_NOTIF_RECV: u32 = ioc(IOC_READ | IOC_WRITE, 0, 80);
+/// `SECCOMP_IOCTL_NOTIF_SEND` (`_IOWR('!', 1, struct seccomp_notif_resp)`).
+pub const SECCOMP_IOCTL_NOTIF_SEND: u32 = ioc(IOC_READ | IOC_WRITE, 1, 24);
+/// `SECCOMP_IOCTL_NOTIF_ID_VALID` (`_IOW('!', 2, __u64)`).
+pub const SECCOMP_IOCTL_NOTIF_ID_VALID: u32 = ioc(IOC_WRITE, 2, 8);
+/// `SECCOMP_IOCTL_NOTIF_ADDFD` (`_IOW('!', 3, struct seccomp_notif_addfd)`).
+pub const SECCOMP_IOCTL_NOTIF_ADDFD: u32 = ioc(IOC_WRITE, 3, 24);
+/// `SECCOMP_IOCTL_NOTIF_SET_FLAGS` (`_IOW('!', 4, __u64)`).
+pub const SECCOMP_IOCTL_NOTIF_SET_FLAGS: u32 = ioc(IOC_WRITE, 4, 8);
+
+/// One classic BPF instruction (`struct sock_filter`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SockFilter {
+    /// Opcode.
+    pub code: u16,
+    /// Jump offset if true.
+    pub jt: u8,
+    /// Jump offset if false.
+    pub jf: u8,
+    /// Operand.
+    pub k: u32,
+}
+
+const _: () = assert!(size_of::<SockFilter>() == 8);
+
+/// cBPF opcodes the filter uses (`linux/bpf_common.h`).
+pub mod op {
+    /// `BPF_LD | BPF_W | BPF_ABS`: A = data[k].
+    pub const LD_W_ABS: u16 = 0x20;
+    /// `BPF_ALU | BPF_AND | BPF_K`: A &= k.
+    pub const ALU_AND_K: u16 = 0x54;
+    /// `BPF_JMP | BPF_JA`: pc += k.
+    pub const JA: u16 = 0x05;
+    /// `BPF_JMP | BPF_JEQ | BPF_K`.
+    pub const JEQ_K: u16 = 0x15;
+    /// `BPF_JMP | BPF_JGE | BPF_K`.
+    pub const JGE_K: u16 = 0x35;
+    /// `BPF_JMP | BPF_JGT | BPF_K`.
+    pub const JGT_K: u16 = 0x25;
+    /// `BPF_JMP | BPF_JSET | BPF_K`.
+    pub const JSET_K: u16 = 0x45;
+    /// `BPF_RET | BPF_K`.
+    pub const RET_K: u16 = 0x06;
+}
+
+/// The most instructions a classic BPF program may have (`BPF_MAXINSNS`).
+pub const BPF_MAXINSNS: usize = 4096;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_match_the_kernel_headers() {
+        assert_eq!(SECCOMP_IOCTL_NOTIF_RECV, 0xc050_2100);
+        assert_eq!(SECCOMP_IOCTL_NOTIF_SEND, 0xc018_2101);
+        assert_eq!(SECCOMP_IOCTL_NOTIF_ID_VALID, 0x4008_2102);
+        assert_eq!(SECCOMP_IOCTL_NOTIF_ADDFD, 0x4018_2103);
+        assert_eq!(SECCOMP_IOCTL_NOTIF_SET_FLAGS, 0x4008_2104);
+        assert_eq!(u64::from(SECCOMP_IOCTL_NOTIF_RECV), libc::SECCOMP_IOCTL_NOTIF_RECV as u64);
+        assert_eq!(u64::from(SECCOMP_IOCTL_NOTIF_SEND), libc::SECCOMP_IOCTL_NOTIF_SEND as u64);
+        assert_eq!(u64::from(SECCOMP_IOCTL_NOTIF_ADDFD), libc::SECCOMP_IOCTL_NOTIF_ADDFD as u64);
+        assert_eq!(SECCOMP_RET_USER_NOTIF, libc::SECCOMP_RET_USER_NOTIF);
+        assert_eq!(SECCOMP_RET_ERRNO, libc::SECCOMP_RET_ERRNO);
+        assert_eq!(SECCOMP_RET_ALLOW, libc::SECCOMP_RET_ALLOW);
+        assert_eq!(SECCOMP_RET_KILL_PROCESS, libc::SECCOMP_RET_KILL_PROCESS);
+        assert_eq!(SECCOMP_FILTER_FLAG_NEW_LISTENER, libc::SECCOMP_FILTER_FLAG_NEW_LISTENER as u32);
+        assert_eq!(SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV, libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV as u32);
+        assert_eq!(u64::from(SECCOMP_USER_NOTIF_FLAG_CONTINUE), libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u64);
+        assert_eq!(SECCOMP_ADDFD_FLAG_SEND, libc::SECCOMP_ADDFD_FLAG_SEND as u32);
+        assert_eq!(op::LD_W_ABS, (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16);
+        assert_eq!(op::JEQ_K, (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16);
+        assert_eq!(op::JSET_K, (libc::BPF_JMP | libc::BPF_JSET | libc::BPF_K) as u16);
+        assert_eq!(op::JGE_K, (libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K) as u16);
+        assert_eq!(op::JGT_K, (libc::BPF_JMP | libc::BPF_JGT | libc::BPF_K) as u16);
+        assert_eq!(op::ALU_AND_K, (libc::BPF_ALU | libc::BPF_AND | libc::BPF_K) as u16);
+        assert_eq!(op::RET_K, (libc::BPF_RET | libc::BPF_K) as u16);
+        assert_eq!(op::JA, (libc::BPF_JMP | libc::BPF_JA) as u16);
+        assert_eq!(seccomp_data_arg_low(1), 24);
+    }
+}

@@ -1,0 +1,111 @@
+//! The workload's memory as the supervisor reaches it: `process_vm_readv`/`writev` on the
+//! calling thread, with `SECCOMP_IOCTL_NOTIF_ID_VALID` after every read, so that bytes read from
+//! a thread that was interrupted (and whose memory may since have been reused) are never acted on.
+
+use std::io::{IoSlice, IoSliceMut};
+use std::os::fd::BorrowedFd;
+
+use nix::errno::Errno;
+use nix::sys::uio::{RemoteIoVec, process_vm_readv, process_vm_writev};
+use nix::unistd::Pid;
+
+use super::sys;
+
+/// Reading and writing the memory of the thread that made the call.
+pub trait Memory {
+    /// `len` bytes at `addr`; EFAULT when unmapped, ESRCH when the call is no longer pending.
+    fn read(&self, addr: u64, len: usize) -> Result<Vec<u8>, Errno>;
+    /// Writes `data` at `addr`.
+    fn write(&self, addr: u64, data: &[u8]) -> Result<(), Errno>;
+
+    /// A NUL-terminated string of at most `max` bytes (without the NUL).
+    fn read_cstr(&self, addr: u64, max: usize) -> Result<Vec<u8>, Errno> {
+        let mut out = Vec::new();
+        let mut at = addr;
+        while out.len() < max {
+            // Read up to the end of the page, so that a string ending before an unmapped page works.
+            let chunk = (4096 - (at % 4096) as usize).min(max - out.len());
+            let bytes = self.read(at, chunk)?;
+            if let Some(end) = bytes.iter().position(|b| *b == 0) {
+                out.extend_from_slice(&bytes[..end]);
+                return Ok(out);
+            }
+            out.extend_from_slice(&bytes);
+            at += chunk as u64;
+        }
+        Err(Errno::ENAMETOOLONG)
+    }
+}
+
+/// The memory of the thread behind a pending notification.
+pub struct NotifMemory<'a> {
+    tid: Pid,
+    id: u64,
+    listener: BorrowedFd<'a>,
+}
+
+impl<'a> NotifMemory<'a> {
+    /// Memory of thread `tid`, valid while notification `id` on `listener` is pending.
+    pub fn new(tid: Pid, id: u64, listener: BorrowedFd<'a>) -> Self {
+        Self { tid, id, listener }
+    }
+
+    /// Whether the notification is still pending.
+    pub fn still_pending(&self) -> bool {
+        sys::id_valid(self.listener, self.id)
+    }
+}
+
+impl Memory for NotifMemory<'_> {
+    fn read(&self, addr: u64, len: usize) -> Result<Vec<u8>, Errno> {
+        let mut buffer = vec![0u8; len];
+        if len > 0 {
+            let remote = [RemoteIoVec { base: addr as usize, len }];
+            let read = process_vm_readv(self.tid, &mut [IoSliceMut::new(&mut buffer)], &remote)
+                .map_err(|e| if e == Errno::ESRCH { Errno::ESRCH } else { Errno::EFAULT })?;
+            if read != len {
+                return Err(Errno::EFAULT);
+            }
+        }
+        if !self.still_pending() {
+            return Err(Errno::ESRCH);
+        }
+        Ok(buffer)
+    }
+
+    fn write(&self, addr: u64, data: &[u8]) -> Result<(), Errno> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        if !self.still_pending() {
+            return Err(Errno::ESRCH);
+        }
+        let remote = [RemoteIoVec { base: addr as usize, len: data.len() }];
+        let written = process_vm_writev(self.tid, &[IoSlice::new(data)], &remote).map_err(|_| Errno::EFAULT)?;
+        if written == data.len() { Ok(()) } else { Err(Errno::EFAULT) }
+    }
+}
+
+/// Memory backed by a buffer, for the simulators' unit tests.
+#[cfg(test)]
+pub struct FakeMemory {
+    /// Base address of `bytes`.
+    pub base: u64,
+    /// Contents.
+    pub bytes: std::cell::RefCell<Vec<u8>>,
+}
+
+#[cfg(test)]
+impl Memory for FakeMemory {
+    fn read(&self, addr: u64, len: usize) -> Result<Vec<u8>, Errno> {
+        let start = addr.checked_sub(self.base).ok_or(Errno::EFAULT)? as usize;
+        self.bytes.borrow().get(start..start + len).map(<[u8]>::to_vec).ok_or(Errno::EFAULT)
+    }
+
+    fn write(&self, addr: u64, data: &[u8]) -> Result<(), Errno> {
+        let start = addr.checked_sub(self.base).ok_or(Errno::EFAULT)? as usize;
+        let mut bytes = self.bytes.borrow_mut();
+        bytes.get_mut(start..start + data.len()).ok_or(Errno::EFAULT)?.copy_from_slice(data);
+        Ok(())
+    }
+}

@@ -1,0 +1,12 @@
+//! The ioctl gate: a seccomp filter that sends accelerator ioctls to a supervisor, which
+//! classifies the file, asks the device family's policy, and continues, emulates or denies.
+//! The supervisor knows no ioctl layouts; the policies of [`crate::accel`] and [`crate::vfio`]
+//! do.
+
+pub mod abi;
+pub mod backend;
+pub mod filter;
+pub mod ioctl;
+pub mod memory;
+pub mod policy;
+mod sys;

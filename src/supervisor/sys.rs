@@ -1,0 +1,105 @@
+//! The seccomp system calls and the few others `nix`/`rustix` do not wrap with the semantics the
+//! gate needs: installing a filter with a listener, the notification ioctls, the host backend's
+//! ioctl on a copy, and per-thread credential changes for the executor.
+#![allow(unsafe_code)]
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+
+use super::abi::{
+    SECCOMP_GET_NOTIF_SIZES, SECCOMP_IOCTL_NOTIF_ADDFD, SECCOMP_IOCTL_NOTIF_ID_VALID, SECCOMP_IOCTL_NOTIF_RECV,
+    SECCOMP_IOCTL_NOTIF_SEND, SECCOMP_IOCTL_NOTIF_SET_FLAGS, SECCOMP_SET_MODE_FILTER, SeccompNotif,
+    SeccompNotifAddfd, SeccompNotifResp, SeccompNotifSizes, SockFilter,
+};
+
+/// `struct sock_fprog`.
+#[repr(C)]
+struct SockFprog {
+    len: u16,
+    filter: *const SockFilter,
+}
+
+fn check(ret: libc::c_long) -> io::Result<libc::c_long> {
+    if ret < 0 { Err(io::Error::last_os_error()) } else { Ok(ret) }
+}
+
+/// Installs `program` on the calling thread with `flags` and returns the listener.
+///
+/// Allocation-free, so it may run between `fork` and `exec`. The caller has set
+/// `no_new_privs` or holds `CAP_SYS_ADMIN`.
+pub fn install_filter(program: &[SockFilter], flags: u32) -> io::Result<OwnedFd> {
+    let fprog = SockFprog { len: program.len() as u16, filter: program.as_ptr() };
+    // SAFETY: `fprog` points at `program`, which outlives the call; the kernel copies the
+    // program before returning.
+    let fd = check(unsafe {
+        libc::syscall(libc::SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags, &fprog as *const SockFprog)
+    })?;
+    // SAFETY: with NEW_LISTENER, a successful seccomp() returns a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// The kernel's notification struct sizes (Linux 5.0).
+pub fn notif_sizes() -> io::Result<SeccompNotifSizes> {
+    let mut sizes = SeccompNotifSizes::default();
+    // SAFETY: the kernel writes a `struct seccomp_notif_sizes` into `sizes`, which is that struct.
+    check(unsafe { libc::syscall(libc::SYS_seccomp, SECCOMP_GET_NOTIF_SIZES, 0, &mut sizes as *mut SeccompNotifSizes) })?;
+    Ok(sizes)
+}
+
+fn notif_ioctl<T>(listener: BorrowedFd<'_>, request: u32, arg: *mut T) -> io::Result<libc::c_long> {
+    // SAFETY: the callers pass a request whose argument type is `T`, and `arg` points at a live
+    // `T` for the duration of the call.
+    check(unsafe { libc::syscall(libc::SYS_ioctl, listener.as_raw_fd(), request as libc::c_ulong, arg) })
+}
+
+/// `SECCOMP_IOCTL_NOTIF_RECV`: blocks until a notification arrives.
+pub fn recv(listener: BorrowedFd<'_>) -> io::Result<SeccompNotif> {
+    // Linux 5.5+ refuses a non-zeroed struct.
+    let mut notif = SeccompNotif::default();
+    notif_ioctl(listener, SECCOMP_IOCTL_NOTIF_RECV, &mut notif)?;
+    Ok(notif)
+}
+
+/// `SECCOMP_IOCTL_NOTIF_SEND`.
+pub fn send(listener: BorrowedFd<'_>, mut response: SeccompNotifResp) -> io::Result<()> {
+    notif_ioctl(listener, SECCOMP_IOCTL_NOTIF_SEND, &mut response).map(drop)
+}
+
+/// `SECCOMP_IOCTL_NOTIF_ID_VALID`: whether the notification is still pending (the target has not
+/// been interrupted or died). Every read of the target's memory is followed by this check.
+pub fn id_valid(listener: BorrowedFd<'_>, id: u64) -> bool {
+    let mut id = id;
+    notif_ioctl(listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &mut id).is_ok()
+}
+
+/// `SECCOMP_IOCTL_NOTIF_ADDFD`: installs `request.srcfd` in the target; with
+/// `SECCOMP_ADDFD_FLAG_SEND` it also answers the notification with the new number.
+pub fn addfd(listener: BorrowedFd<'_>, mut request: SeccompNotifAddfd) -> io::Result<i32> {
+    notif_ioctl(listener, SECCOMP_IOCTL_NOTIF_ADDFD, &mut request).map(|fd| fd as i32)
+}
+
+/// `SECCOMP_IOCTL_NOTIF_SET_FLAGS` (Linux 6.6).
+pub fn set_flags(listener: BorrowedFd<'_>, flags: u64) -> io::Result<()> {
+    let mut flags = flags;
+    notif_ioctl(listener, SECCOMP_IOCTL_NOTIF_SET_FLAGS, &mut flags).map(drop)
+}
+
+/// Issues `request` on `fd` with `arg` (the daemon's own copy of the argument) as the pointer.
+/// The host backend runs emulated calls through this on a dup of the workload's fd.
+pub fn ioctl_on_copy(fd: BorrowedFd<'_>, request: u32, arg: &mut [u8]) -> io::Result<i64> {
+    // SAFETY: `arg` is a live buffer of the size the policy table gives for `request`, so the
+    // driver's copy_from_user/copy_to_user stay inside it.
+    check(unsafe { libc::syscall(libc::SYS_ioctl, fd.as_raw_fd(), request as libc::c_ulong, arg.as_mut_ptr()) })
+        .map(i64::from)
+}
+
+/// Sets this thread's effective uid and gid only (the raw syscalls; glibc's wrappers would change
+/// every thread of the daemon).
+pub fn set_thread_effective_ids(euid: u32, egid: u32) -> io::Result<()> {
+    let keep = u32::MAX;
+    // SAFETY: setresgid/setresuid take plain integers; -1 keeps a field.
+    check(unsafe { libc::syscall(libc::SYS_setresgid, keep, egid, keep) })?;
+    // SAFETY: as above.
+    check(unsafe { libc::syscall(libc::SYS_setresuid, keep, euid, keep) })?;
+    Ok(())
+}
