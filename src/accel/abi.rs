@@ -72,48 +72,95 @@ const _: () = assert!(size_of::<GasketInterruptMapping>() == 32);
 const _: () = assert!(size_of::<GasketPageTableIoctlDmabuf>() == 24);
 
 const fn def(name: &'static str, request: u32, arg_size: usize) -> IoctlDef {
-    IoctlDef { name, request, arg_size }
+    IoctlDef {
+        name,
+        request,
+        arg_size,
+    }
 }
 
 /// `GASKET_IOCTL_RESET`: reset the chip (argument by value).
 pub const RESET: IoctlDef = def("GASKET_IOCTL_RESET", iow(GASKET_MAGIC, 0, 8), 0);
 /// `GASKET_IOCTL_SET_EVENTFD`.
-pub const SET_EVENTFD: IoctlDef =
-    def("GASKET_IOCTL_SET_EVENTFD", iow(GASKET_MAGIC, 1, size_of::<GasketInterruptEventfd>()), 16);
+pub const SET_EVENTFD: IoctlDef = def(
+    "GASKET_IOCTL_SET_EVENTFD",
+    iow(GASKET_MAGIC, 1, size_of::<GasketInterruptEventfd>()),
+    16,
+);
 /// `GASKET_IOCTL_CLEAR_EVENTFD`.
 pub const CLEAR_EVENTFD: IoctlDef = def("GASKET_IOCTL_CLEAR_EVENTFD", iow(GASKET_MAGIC, 2, 8), 0);
 /// Upstream staging gasket's `GASKET_IOCTL_LOOPBACK_INTERRUPT`: another ABI; refused.
-pub const LOOPBACK_INTERRUPT: IoctlDef = def("GASKET_IOCTL_LOOPBACK_INTERRUPT", iow(GASKET_MAGIC, 3, 8), 0);
+pub const LOOPBACK_INTERRUPT: IoctlDef = def(
+    "GASKET_IOCTL_LOOPBACK_INTERRUPT",
+    iow(GASKET_MAGIC, 3, 8),
+    0,
+);
 /// `GASKET_IOCTL_NUMBER_PAGE_TABLES`: writes a u64.
-pub const NUMBER_PAGE_TABLES: IoctlDef = def("GASKET_IOCTL_NUMBER_PAGE_TABLES", ior(GASKET_MAGIC, 4, 8), 8);
+pub const NUMBER_PAGE_TABLES: IoctlDef = def(
+    "GASKET_IOCTL_NUMBER_PAGE_TABLES",
+    ior(GASKET_MAGIC, 4, 8),
+    8,
+);
 /// `GASKET_IOCTL_PAGE_TABLE_SIZE`.
-pub const PAGE_TABLE_SIZE: IoctlDef =
-    def("GASKET_IOCTL_PAGE_TABLE_SIZE", iowr(GASKET_MAGIC, 5, size_of::<GasketPageTableIoctl>()), 32);
+pub const PAGE_TABLE_SIZE: IoctlDef = def(
+    "GASKET_IOCTL_PAGE_TABLE_SIZE",
+    iowr(GASKET_MAGIC, 5, size_of::<GasketPageTableIoctl>()),
+    32,
+);
 /// `GASKET_IOCTL_SIMPLE_PAGE_TABLE_SIZE`.
-pub const SIMPLE_PAGE_TABLE_SIZE: IoctlDef =
-    def("GASKET_IOCTL_SIMPLE_PAGE_TABLE_SIZE", iowr(GASKET_MAGIC, 6, size_of::<GasketPageTableIoctl>()), 32);
+pub const SIMPLE_PAGE_TABLE_SIZE: IoctlDef = def(
+    "GASKET_IOCTL_SIMPLE_PAGE_TABLE_SIZE",
+    iowr(GASKET_MAGIC, 6, size_of::<GasketPageTableIoctl>()),
+    32,
+);
 /// `GASKET_IOCTL_PARTITION_PAGE_TABLE`.
-pub const PARTITION_PAGE_TABLE: IoctlDef =
-    def("GASKET_IOCTL_PARTITION_PAGE_TABLE", iow(GASKET_MAGIC, 7, size_of::<GasketPageTableIoctl>()), 32);
+pub const PARTITION_PAGE_TABLE: IoctlDef = def(
+    "GASKET_IOCTL_PARTITION_PAGE_TABLE",
+    iow(GASKET_MAGIC, 7, size_of::<GasketPageTableIoctl>()),
+    32,
+);
 /// `GASKET_IOCTL_MAP_BUFFER`: pins the caller's pages.
-pub const MAP_BUFFER: IoctlDef =
-    def("GASKET_IOCTL_MAP_BUFFER", iow(GASKET_MAGIC, 8, size_of::<GasketPageTableIoctl>()), 32);
+pub const MAP_BUFFER: IoctlDef = def(
+    "GASKET_IOCTL_MAP_BUFFER",
+    iow(GASKET_MAGIC, 8, size_of::<GasketPageTableIoctl>()),
+    32,
+);
 /// `GASKET_IOCTL_UNMAP_BUFFER`.
-pub const UNMAP_BUFFER: IoctlDef =
-    def("GASKET_IOCTL_UNMAP_BUFFER", iow(GASKET_MAGIC, 9, size_of::<GasketPageTableIoctl>()), 32);
+pub const UNMAP_BUFFER: IoctlDef = def(
+    "GASKET_IOCTL_UNMAP_BUFFER",
+    iow(GASKET_MAGIC, 9, size_of::<GasketPageTableIoctl>()),
+    32,
+);
 /// `GASKET_IOCTL_CLEAR_INTERRUPT_COUNTS`.
-pub const CLEAR_INTERRUPT_COUNTS: IoctlDef = def("GASKET_IOCTL_CLEAR_INTERRUPT_COUNTS", io(GASKET_MAGIC, 10), 0);
+pub const CLEAR_INTERRUPT_COUNTS: IoctlDef = def(
+    "GASKET_IOCTL_CLEAR_INTERRUPT_COUNTS",
+    io(GASKET_MAGIC, 10),
+    0,
+);
 /// `GASKET_IOCTL_REGISTER_INTERRUPT`: an eventfd for an interrupt register.
-pub const REGISTER_INTERRUPT: IoctlDef =
-    def("GASKET_IOCTL_REGISTER_INTERRUPT", iow(GASKET_MAGIC, 11, size_of::<GasketInterruptMapping>()), 32);
+pub const REGISTER_INTERRUPT: IoctlDef = def(
+    "GASKET_IOCTL_REGISTER_INTERRUPT",
+    iow(GASKET_MAGIC, 11, size_of::<GasketInterruptMapping>()),
+    32,
+);
 /// Upstream staging gasket's `GASKET_IOCTL_CONFIG_COHERENT_ALLOCATOR` (same nr, `_IOWR`).
-pub const CONFIG_COHERENT_ALLOCATOR: IoctlDef =
-    def("GASKET_IOCTL_CONFIG_COHERENT_ALLOCATOR", iowr(GASKET_MAGIC, 11, 32), 32);
+pub const CONFIG_COHERENT_ALLOCATOR: IoctlDef = def(
+    "GASKET_IOCTL_CONFIG_COHERENT_ALLOCATOR",
+    iowr(GASKET_MAGIC, 11, 32),
+    32,
+);
 /// `GASKET_IOCTL_UNREGISTER_INTERRUPT` (argument by value).
-pub const UNREGISTER_INTERRUPT: IoctlDef = def("GASKET_IOCTL_UNREGISTER_INTERRUPT", iow(GASKET_MAGIC, 12, 8), 0);
+pub const UNREGISTER_INTERRUPT: IoctlDef = def(
+    "GASKET_IOCTL_UNREGISTER_INTERRUPT",
+    iow(GASKET_MAGIC, 12, 8),
+    0,
+);
 /// `GASKET_IOCTL_MAP_DMA_BUF`.
-pub const MAP_DMA_BUF: IoctlDef =
-    def("GASKET_IOCTL_MAP_DMA_BUF", iow(GASKET_MAGIC, 13, size_of::<GasketPageTableIoctlDmabuf>()), 24);
+pub const MAP_DMA_BUF: IoctlDef = def(
+    "GASKET_IOCTL_MAP_DMA_BUF",
+    iow(GASKET_MAGIC, 13, size_of::<GasketPageTableIoctlDmabuf>()),
+    24,
+);
 
 /// Every gasket request accelgate knows, for names in logs and counters.
 pub const IOCTLS: [IoctlDef; 15] = [
@@ -148,19 +195,21 @@ pub const V4LITE_INTERRUPTS: u64 = 37;
 /// BAR 2 register offsets a TPU v4 interrupt may be registered on (tensorflow/tpu
 /// `tpu_common`, as gVisor's `TPUV4InterruptsMap`).
 pub const V4_INTERRUPT_OFFSETS: [u64; 45] = [
-    0x15b0008, 0x15b0000, 0x16b0008, 0x16b0000, 0x17b0008, 0x17b0000, 0x18b0008, 0x18b0000, 0x19b0020, 0x19b0000,
-    0x19b0008, 0x19b0010, 0x19b0018, 0x1ab0020, 0x1ab0000, 0x1ab0008, 0x1ab0010, 0x1ab0018, 0x4720000, 0x1bb0000,
-    0x1bb0008, 0x1bb0010, 0x1bb0018, 0x90000, 0xb0000, 0xd0000, 0xf0000, 0x110000, 0x130000, 0x150000, 0x170000,
-    0x190000, 0x1b0000, 0x1d0000, 0x1f0000, 0x210000, 0x230000, 0x250000, 0x270000, 0x290000, 0x2b0000, 0x2d0000,
-    0x2f0000, 0x310000, 0x4720018,
+    0x15b0008, 0x15b0000, 0x16b0008, 0x16b0000, 0x17b0008, 0x17b0000, 0x18b0008, 0x18b0000,
+    0x19b0020, 0x19b0000, 0x19b0008, 0x19b0010, 0x19b0018, 0x1ab0020, 0x1ab0000, 0x1ab0008,
+    0x1ab0010, 0x1ab0018, 0x4720000, 0x1bb0000, 0x1bb0008, 0x1bb0010, 0x1bb0018, 0x90000, 0xb0000,
+    0xd0000, 0xf0000, 0x110000, 0x130000, 0x150000, 0x170000, 0x190000, 0x1b0000, 0x1d0000,
+    0x1f0000, 0x210000, 0x230000, 0x250000, 0x270000, 0x290000, 0x2b0000, 0x2d0000, 0x2f0000,
+    0x310000, 0x4720018,
 ];
 
 /// BAR 2 register offsets a TPU v4 lite interrupt may be registered on.
 pub const V4LITE_INTERRUPT_OFFSETS: [u64; 37] = [
-    0x19b0020, 0x19b0000, 0x19b0008, 0x19b0010, 0x19b0018, 0x1ab0020, 0x1ab0000, 0x1ab0008, 0x1ab0010, 0x1ab0018,
-    0x4720000, 0x1bb0000, 0x1bb0008, 0x1bb0010, 0x1bb0018, 0x90000, 0xb0000, 0xd0000, 0xf0000, 0x110000, 0x130000,
-    0x150000, 0x170000, 0x190000, 0x1b0000, 0x1d0000, 0x1f0000, 0x210000, 0x230000, 0x250000, 0x270000, 0x290000,
-    0x2b0000, 0x2d0000, 0x2f0000, 0x310000, 0x4720018,
+    0x19b0020, 0x19b0000, 0x19b0008, 0x19b0010, 0x19b0018, 0x1ab0020, 0x1ab0000, 0x1ab0008,
+    0x1ab0010, 0x1ab0018, 0x4720000, 0x1bb0000, 0x1bb0008, 0x1bb0010, 0x1bb0018, 0x90000, 0xb0000,
+    0xd0000, 0xf0000, 0x110000, 0x130000, 0x150000, 0x170000, 0x190000, 0x1b0000, 0x1d0000,
+    0x1f0000, 0x210000, 0x230000, 0x250000, 0x270000, 0x290000, 0x2b0000, 0x2d0000, 0x2f0000,
+    0x310000, 0x4720018,
 ];
 
 /// BAR bases of the gasket mmap space: the offset of a BAR's first byte in an `mmap` of the
@@ -210,6 +259,10 @@ mod tests {
             sorted.dedup();
             assert_eq!(sorted.len(), list.len());
         }
-        assert!(V4LITE_INTERRUPT_OFFSETS.iter().all(|o| V4_INTERRUPT_OFFSETS.contains(o)));
+        assert!(
+            V4LITE_INTERRUPT_OFFSETS
+                .iter()
+                .all(|o| V4_INTERRUPT_OFFSETS.contains(o))
+        );
     }
 }

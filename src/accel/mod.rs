@@ -4,8 +4,8 @@
 //! and policy join this module with the ioctl gate.
 
 pub mod abi;
+mod class;
 pub mod policy;
 pub mod sim;
-mod class;
 
 pub use class::{AccelDevice, scan_class};

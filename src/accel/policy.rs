@@ -4,10 +4,11 @@
 use nix::errno::Errno;
 
 use super::abi::{
-    CLEAR_EVENTFD, CLEAR_INTERRUPT_COUNTS, CONFIG_COHERENT_ALLOCATOR, INTERRUPT_BAR, IOCTLS, LOOPBACK_INTERRUPT,
-    MAP_BUFFER, MAP_DMA_BUF, NUMBER_PAGE_TABLES, PAGE_TABLE_SIZE, PAGE_TABLES, PARTITION_PAGE_TABLE,
-    REGISTER_INTERRUPT, RESET, SET_EVENTFD, SIMPLE_PAGE_TABLE_SIZE, UNMAP_BUFFER, UNREGISTER_INTERRUPT,
-    V4_INTERRUPT_OFFSETS, V4_INTERRUPTS, V4LITE_INTERRUPT_OFFSETS, V4LITE_INTERRUPTS,
+    CLEAR_EVENTFD, CLEAR_INTERRUPT_COUNTS, CONFIG_COHERENT_ALLOCATOR, INTERRUPT_BAR, IOCTLS,
+    LOOPBACK_INTERRUPT, MAP_BUFFER, MAP_DMA_BUF, NUMBER_PAGE_TABLES, PAGE_TABLE_SIZE, PAGE_TABLES,
+    PARTITION_PAGE_TABLE, REGISTER_INTERRUPT, RESET, SET_EVENTFD, SIMPLE_PAGE_TABLE_SIZE,
+    UNMAP_BUFFER, UNREGISTER_INTERRUPT, V4_INTERRUPT_OFFSETS, V4_INTERRUPTS,
+    V4LITE_INTERRUPT_OFFSETS, V4LITE_INTERRUPTS,
 };
 use crate::supervisor::ioctl::IoctlDef;
 use crate::supervisor::policy::{Action, FdKind, Ruling, field_u64, unknown};
@@ -40,11 +41,18 @@ pub fn rule(request: u32) -> Ruling {
         r if r == SIMPLE_PAGE_TABLE_SIZE.request => known(SIMPLE_PAGE_TABLE_SIZE, Action::Continue),
         r if r == CLEAR_INTERRUPT_COUNTS.request => known(CLEAR_INTERRUPT_COUNTS, Action::Continue),
         r if r == UNREGISTER_INTERRUPT.request => known(UNREGISTER_INTERRUPT, Action::Continue),
-        r if r == MAP_BUFFER.request => known(MAP_BUFFER, Action::CheckThenContinue(check_page_table)),
-        r if r == UNMAP_BUFFER.request => known(UNMAP_BUFFER, Action::CheckThenContinue(check_page_table)),
+        r if r == MAP_BUFFER.request => {
+            known(MAP_BUFFER, Action::CheckThenContinue(check_page_table))
+        }
+        r if r == UNMAP_BUFFER.request => {
+            known(UNMAP_BUFFER, Action::CheckThenContinue(check_page_table))
+        }
         r if r == REGISTER_INTERRUPT.request => known(
             REGISTER_INTERRUPT,
-            Action::Emulate { check: check_interrupt, eventfd_fields: &[MAPPING_EVENT_FD] },
+            Action::Emulate {
+                check: check_interrupt,
+                eventfd_fields: &[MAPPING_EVENT_FD],
+            },
         ),
         r => match IOCTLS.iter().find(|d| d.request == r) {
             Some(def) if forbidden(def) => known(*def, Action::Deny(FORBIDDEN_ERRNO)),
@@ -54,16 +62,27 @@ pub fn rule(request: u32) -> Ruling {
 }
 
 fn forbidden(def: &IoctlDef) -> bool {
-    [SET_EVENTFD, CLEAR_EVENTFD, PARTITION_PAGE_TABLE, MAP_DMA_BUF, LOOPBACK_INTERRUPT, CONFIG_COHERENT_ALLOCATOR]
-        .iter()
-        .any(|d| d == def)
+    [
+        SET_EVENTFD,
+        CLEAR_EVENTFD,
+        PARTITION_PAGE_TABLE,
+        MAP_DMA_BUF,
+        LOOPBACK_INTERRUPT,
+        CONFIG_COHERENT_ALLOCATOR,
+    ]
+    .iter()
+    .any(|d| d == def)
 }
 
 /// MAP_BUFFER / UNMAP_BUFFER: the chips have one page table; another index is EFAULT, as the
 /// driver answers.
 fn check_page_table(_: FdKind, arg: &[u8]) -> Result<(), Errno> {
     let index = field_u64(arg, 0).ok_or(Errno::EFAULT)?;
-    if index >= PAGE_TABLES { Err(Errno::EFAULT) } else { Ok(()) }
+    if index >= PAGE_TABLES {
+        Err(Errno::EFAULT)
+    } else {
+        Ok(())
+    }
 }
 
 /// REGISTER_INTERRUPT: the interrupt number, BAR and register offset must be one of the chip's.
@@ -86,22 +105,53 @@ mod tests {
     use crate::accel::abi::GasketInterruptMapping;
 
     fn bytes(mapping: GasketInterruptMapping) -> Vec<u8> {
-        [mapping.interrupt, mapping.event_fd, mapping.bar_index, mapping.reg_offset]
-            .iter()
-            .flat_map(|v| v.to_ne_bytes())
-            .collect()
+        [
+            mapping.interrupt,
+            mapping.event_fd,
+            mapping.bar_index,
+            mapping.reg_offset,
+        ]
+        .iter()
+        .flat_map(|v| v.to_ne_bytes())
+        .collect()
     }
 
     #[test]
     fn rulings_by_request() {
-        for def in [RESET, NUMBER_PAGE_TABLES, PAGE_TABLE_SIZE, CLEAR_INTERRUPT_COUNTS, UNREGISTER_INTERRUPT] {
-            assert!(matches!(rule(def.request).action, Action::Continue), "{}", def.name);
+        for def in [
+            RESET,
+            NUMBER_PAGE_TABLES,
+            PAGE_TABLE_SIZE,
+            CLEAR_INTERRUPT_COUNTS,
+            UNREGISTER_INTERRUPT,
+        ] {
+            assert!(
+                matches!(rule(def.request).action, Action::Continue),
+                "{}",
+                def.name
+            );
         }
-        for def in [SET_EVENTFD, CLEAR_EVENTFD, PARTITION_PAGE_TABLE, MAP_DMA_BUF, CONFIG_COHERENT_ALLOCATOR] {
-            assert!(matches!(rule(def.request).action, Action::Deny(Errno::EPERM)), "{}", def.name);
+        for def in [
+            SET_EVENTFD,
+            CLEAR_EVENTFD,
+            PARTITION_PAGE_TABLE,
+            MAP_DMA_BUF,
+            CONFIG_COHERENT_ALLOCATOR,
+        ] {
+            assert!(
+                matches!(rule(def.request).action, Action::Deny(Errno::EPERM)),
+                "{}",
+                def.name
+            );
         }
-        assert!(matches!(rule(MAP_BUFFER.request).action, Action::CheckThenContinue(_)));
-        assert!(matches!(rule(REGISTER_INTERRUPT.request).action, Action::Emulate { .. }));
+        assert!(matches!(
+            rule(MAP_BUFFER.request).action,
+            Action::CheckThenContinue(_)
+        ));
+        assert!(matches!(
+            rule(REGISTER_INTERRUPT.request).action,
+            Action::Emulate { .. }
+        ));
         let unknown = rule(0xc008_dc30);
         assert_eq!(unknown.ioctl.name, "unknown");
         assert!(matches!(unknown.action, Action::Deny(Errno::EINVAL)));
@@ -111,21 +161,51 @@ mod tests {
     fn interrupts_are_checked_against_the_chip() {
         let v4 = FdKind::Accel { lite: false };
         let lite = FdKind::Accel { lite: true };
-        let ok = GasketInterruptMapping { interrupt: 0, event_fd: 5, bar_index: 2, reg_offset: 0x4720000 };
+        let ok = GasketInterruptMapping {
+            interrupt: 0,
+            event_fd: 5,
+            bar_index: 2,
+            reg_offset: 0x4720000,
+        };
         assert_eq!(check_interrupt(v4, &bytes(ok)), Ok(()));
         assert_eq!(check_interrupt(lite, &bytes(ok)), Ok(()));
-        let v4_only = GasketInterruptMapping { reg_offset: 0x15b0008, ..ok };
+        let v4_only = GasketInterruptMapping {
+            reg_offset: 0x15b0008,
+            ..ok
+        };
         assert_eq!(check_interrupt(v4, &bytes(v4_only)), Ok(()));
         assert_eq!(check_interrupt(lite, &bytes(v4_only)), Err(Errno::EINVAL));
         for bad in [
             GasketInterruptMapping { bar_index: 0, ..ok },
-            GasketInterruptMapping { reg_offset: 0x1234, ..ok },
-            GasketInterruptMapping { interrupt: 45, ..ok },
+            GasketInterruptMapping {
+                reg_offset: 0x1234,
+                ..ok
+            },
+            GasketInterruptMapping {
+                interrupt: 45,
+                ..ok
+            },
         ] {
-            assert_eq!(check_interrupt(v4, &bytes(bad)), Err(Errno::EINVAL), "{bad:?}");
+            assert_eq!(
+                check_interrupt(v4, &bytes(bad)),
+                Err(Errno::EINVAL),
+                "{bad:?}"
+            );
         }
-        assert_eq!(check_interrupt(lite, &bytes(GasketInterruptMapping { interrupt: 37, ..ok })), Err(Errno::EINVAL));
-        assert_eq!(check_page_table(v4, &1u64.to_ne_bytes()), Err(Errno::EFAULT));
+        assert_eq!(
+            check_interrupt(
+                lite,
+                &bytes(GasketInterruptMapping {
+                    interrupt: 37,
+                    ..ok
+                })
+            ),
+            Err(Errno::EINVAL)
+        );
+        assert_eq!(
+            check_page_table(v4, &1u64.to_ne_bytes()),
+            Err(Errno::EFAULT)
+        );
         assert_eq!(check_page_table(v4, &0u64.to_ne_bytes()), Ok(()));
     }
 }

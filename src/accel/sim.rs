@@ -8,9 +8,10 @@ use nix::errno::Errno;
 use serde::Serialize;
 
 use super::abi::{
-    CLEAR_INTERRUPT_COUNTS, INTERRUPT_BAR, MAP_BUFFER, NUMBER_PAGE_TABLES, PAGE_TABLE_SIZE, PAGE_TABLES,
-    REGISTER_INTERRUPT, RESET, SIMPLE_PAGE_TABLE_SIZE, UNMAP_BUFFER, UNREGISTER_INTERRUPT, V4_INTERRUPT_OFFSETS,
-    V4_INTERRUPTS, V4LITE_INTERRUPT_OFFSETS, V4LITE_INTERRUPTS,
+    CLEAR_INTERRUPT_COUNTS, INTERRUPT_BAR, MAP_BUFFER, NUMBER_PAGE_TABLES, PAGE_TABLE_SIZE,
+    PAGE_TABLES, REGISTER_INTERRUPT, RESET, SIMPLE_PAGE_TABLE_SIZE, UNMAP_BUFFER,
+    UNREGISTER_INTERRUPT, V4_INTERRUPT_OFFSETS, V4_INTERRUPTS, V4LITE_INTERRUPT_OFFSETS,
+    V4LITE_INTERRUPTS,
 };
 use crate::supervisor::backend::{Call, SimReply};
 use crate::supervisor::policy::field_u64;
@@ -58,7 +59,13 @@ pub struct AccelSim {
 impl AccelSim {
     /// Adds chip `index` (TPU v4, or v4 lite when `lite`).
     pub fn add_chip(&mut self, index: usize, lite: bool) {
-        self.chips.insert(index, Chip { lite, ..Chip::default() });
+        self.chips.insert(
+            index,
+            Chip {
+                lite,
+                ..Chip::default()
+            },
+        );
     }
 
     /// Opens chip `index` for thread group `tgid`; the first writer becomes the owner, as in
@@ -69,13 +76,23 @@ impl AccelSim {
             chip.owner = Some(tgid);
         }
         self.next += 1;
-        self.files.insert(self.next, OpenFile { chip: index, writer, tgid });
+        self.files.insert(
+            self.next,
+            OpenFile {
+                chip: index,
+                writer,
+                tgid,
+            },
+        );
         Ok(self.next)
     }
 
     /// The interrupts chip `index` has received, by interrupt number.
     pub fn interrupts(&self, index: usize) -> Vec<Interrupt> {
-        self.chips.get(&index).map(|c| c.interrupts.values().copied().collect()).unwrap_or_default()
+        self.chips
+            .get(&index)
+            .map(|c| c.interrupts.values().copied().collect())
+            .unwrap_or_default()
     }
 
     /// Runs a gasket call on file `handle`.
@@ -83,9 +100,14 @@ impl AccelSim {
         let file = *self.files.get(&handle).ok_or(Errno::EBADF)?;
         let chip = self.chips.get_mut(&file.chip).ok_or(Errno::ENODEV)?;
         let request = call.ioctl.request;
-        let queries = [NUMBER_PAGE_TABLES.request, PAGE_TABLE_SIZE.request, SIMPLE_PAGE_TABLE_SIZE.request];
+        let queries = [
+            NUMBER_PAGE_TABLES.request,
+            PAGE_TABLE_SIZE.request,
+            SIMPLE_PAGE_TABLE_SIZE.request,
+        ];
         // gasket_ioctl.c: size queries need read access; everything else the owning writer.
-        if !queries.contains(&request) && !(file.writer && chip.owner == Some(file.tgid)) {
+        let owner = file.writer && chip.owner == Some(file.tgid);
+        if !(queries.contains(&request) || owner) {
             return Err(Errno::EPERM);
         }
         let value = |v: i64| Ok(SimReply::Value(v));
@@ -105,7 +127,8 @@ impl AccelSim {
             }
             r if r == MAP_BUFFER.request => {
                 let arg = call.read_arg(32)?;
-                let [index, size, host, device] = [0, 8, 16, 24].map(|o| field_u64(&arg, o).unwrap_or(0));
+                let [index, size, host, device] =
+                    [0, 8, 16, 24].map(|o| field_u64(&arg, o).unwrap_or(0));
                 if index >= PAGE_TABLES {
                     return Err(Errno::EFAULT);
                 }
@@ -122,18 +145,30 @@ impl AccelSim {
                     return Err(Errno::EFAULT);
                 }
                 let device = field_u64(&arg, 24).unwrap_or(0);
-                chip.buffers.remove(&(device - device % PAGE)).map(|_| SimReply::Value(0)).ok_or(Errno::EINVAL)
+                chip.buffers
+                    .remove(&(device - device % PAGE))
+                    .map(|_| SimReply::Value(0))
+                    .ok_or(Errno::EINVAL)
             }
             r if r == REGISTER_INTERRUPT.request => {
                 let arg = call.read_arg(32)?;
-                let [interrupt, event_fd, bar_index, reg_offset] = [0, 8, 16, 24].map(|o| field_u64(&arg, o).unwrap_or(0));
-                let received = Interrupt { interrupt, bar_index, reg_offset, event_fd };
+                let [interrupt, event_fd, bar_index, reg_offset] =
+                    [0, 8, 16, 24].map(|o| field_u64(&arg, o).unwrap_or(0));
+                let received = Interrupt {
+                    interrupt,
+                    bar_index,
+                    reg_offset,
+                    event_fd,
+                };
                 let (count, offsets): (u64, &[u64]) = if chip.lite {
                     (V4LITE_INTERRUPTS, &V4LITE_INTERRUPT_OFFSETS)
                 } else {
                     (V4_INTERRUPTS, &V4_INTERRUPT_OFFSETS)
                 };
-                if interrupt >= count || bar_index != INTERRUPT_BAR || !offsets.contains(&reg_offset) {
+                if interrupt >= count
+                    || bar_index != INTERRUPT_BAR
+                    || !offsets.contains(&reg_offset)
+                {
                     return Err(Errno::EINVAL);
                 }
                 if !(call.is_eventfd)(i32::try_from(event_fd).map_err(|_| Errno::EBADF)?) {
@@ -142,9 +177,11 @@ impl AccelSim {
                 chip.interrupts.insert(interrupt, received);
                 value(0)
             }
-            r if r == UNREGISTER_INTERRUPT.request => {
-                chip.interrupts.remove(&call.arg).map(|_| SimReply::Value(0)).ok_or(Errno::EINVAL)
-            }
+            r if r == UNREGISTER_INTERRUPT.request => chip
+                .interrupts
+                .remove(&call.arg)
+                .map(|_| SimReply::Value(0))
+                .ok_or(Errno::EINVAL),
             _ => Err(Errno::EINVAL),
         }
     }
@@ -160,10 +197,21 @@ mod tests {
     use crate::supervisor::policy::FdKind;
 
     fn memory() -> FakeMemory {
-        FakeMemory { base: 0x10000, bytes: RefCell::new(vec![0; 0x10000]) }
+        FakeMemory {
+            base: 0x10000,
+            bytes: RefCell::new(vec![0; 0x10000]),
+        }
     }
 
-    fn run(sim: &mut AccelSim, handle: u64, def: crate::supervisor::ioctl::IoctlDef, arg: u64, copy: Option<Vec<u8>>, mem: &FakeMemory, tgid: i32) -> Result<SimReply, Errno> {
+    fn run(
+        sim: &mut AccelSim,
+        handle: u64,
+        def: crate::supervisor::ioctl::IoctlDef,
+        arg: u64,
+        copy: Option<Vec<u8>>,
+        mem: &FakeMemory,
+        tgid: i32,
+    ) -> Result<SimReply, Errno> {
         let mut copy = copy;
         let mut call = Call {
             kind: FdKind::Accel { lite: false },
@@ -171,9 +219,14 @@ mod tests {
             arg,
             copy: copy.as_mut(),
             memory: mem,
-            caller: Caller { tgid, euid: 0, egid: 0 },
-            resolve_fd: &|_| None,
+            caller: Caller {
+                tgid,
+                euid: 0,
+                egid: 0,
+            },
+            fd_key: &|_| None,
             is_eventfd: &|fd| fd == 7,
+            received: Default::default(),
         };
         sim.ioctl(handle, &mut call)
     }
@@ -190,9 +243,26 @@ mod tests {
         let owner = sim.open(0, true, 100).unwrap();
         let other = sim.open(0, true, 200).unwrap();
         let reader = sim.open(0, false, 200).unwrap();
-        assert!(matches!(run(&mut sim, owner, RESET, 1, None, &mem, 100), Ok(SimReply::Value(0))));
-        assert_eq!(run(&mut sim, other, RESET, 1, None, &mem, 200).unwrap_err(), Errno::EPERM);
-        assert!(matches!(run(&mut sim, reader, NUMBER_PAGE_TABLES, 0x10000, None, &mem, 200), Ok(SimReply::Value(0))));
+        assert!(matches!(
+            run(&mut sim, owner, RESET, 1, None, &mem, 100),
+            Ok(SimReply::Value(0))
+        ));
+        assert_eq!(
+            run(&mut sim, other, RESET, 1, None, &mem, 200).unwrap_err(),
+            Errno::EPERM
+        );
+        assert!(matches!(
+            run(
+                &mut sim,
+                reader,
+                NUMBER_PAGE_TABLES,
+                0x10000,
+                None,
+                &mem,
+                200
+            ),
+            Ok(SimReply::Value(0))
+        ));
         assert_eq!(mem.bytes.borrow()[..8], 1u64.to_ne_bytes());
     }
 
@@ -202,22 +272,77 @@ mod tests {
         sim.add_chip(0, true);
         let mem = memory();
         let file = sim.open(0, true, 1).unwrap();
-        mem.write(0x10000, &words([0, 4096, 0x11000, 0x1000])).unwrap();
+        mem.write(0x10000, &words([0, 4096, 0x11000, 0x1000]))
+            .unwrap();
         assert!(run(&mut sim, file, MAP_BUFFER, 0x10000, None, &mem, 1).is_ok());
-        mem.write(0x10000, &words([1, 4096, 0x11000, 0x1000])).unwrap();
-        assert_eq!(run(&mut sim, file, MAP_BUFFER, 0x10000, None, &mem, 1).unwrap_err(), Errno::EFAULT);
-        mem.write(0x10000, &words([0, 100, 0x11000, 0x1000])).unwrap();
-        assert_eq!(run(&mut sim, file, MAP_BUFFER, 0x10000, None, &mem, 1).unwrap_err(), Errno::EINVAL);
-        mem.write(0x10000, &words([0, 4096, 0x11000, 0x1000])).unwrap();
+        mem.write(0x10000, &words([1, 4096, 0x11000, 0x1000]))
+            .unwrap();
+        assert_eq!(
+            run(&mut sim, file, MAP_BUFFER, 0x10000, None, &mem, 1).unwrap_err(),
+            Errno::EFAULT
+        );
+        mem.write(0x10000, &words([0, 100, 0x11000, 0x1000]))
+            .unwrap();
+        assert_eq!(
+            run(&mut sim, file, MAP_BUFFER, 0x10000, None, &mem, 1).unwrap_err(),
+            Errno::EINVAL
+        );
+        mem.write(0x10000, &words([0, 4096, 0x11000, 0x1000]))
+            .unwrap();
         assert!(run(&mut sim, file, UNMAP_BUFFER, 0x10000, None, &mem, 1).is_ok());
 
         let good = words([3, 7, 2, 0x4720000]);
         assert!(run(&mut sim, file, REGISTER_INTERRUPT, 0, Some(good), &mem, 1).is_ok());
         // A v4-only register offset on a v4 lite chip; interrupt 37 on a lite chip.
-        assert_eq!(run(&mut sim, file, REGISTER_INTERRUPT, 0, Some(words([3, 7, 2, 0x15b0008])), &mem, 1).unwrap_err(), Errno::EINVAL);
-        assert_eq!(run(&mut sim, file, REGISTER_INTERRUPT, 0, Some(words([37, 7, 2, 0x4720000])), &mem, 1).unwrap_err(), Errno::EINVAL);
-        assert_eq!(run(&mut sim, file, REGISTER_INTERRUPT, 0, Some(words([3, 8, 2, 0x4720000])), &mem, 1).unwrap_err(), Errno::EINVAL, "not an eventfd");
-        assert_eq!(sim.interrupts(0), [Interrupt { interrupt: 3, bar_index: 2, reg_offset: 0x4720000, event_fd: 7 }]);
+        assert_eq!(
+            run(
+                &mut sim,
+                file,
+                REGISTER_INTERRUPT,
+                0,
+                Some(words([3, 7, 2, 0x15b0008])),
+                &mem,
+                1
+            )
+            .unwrap_err(),
+            Errno::EINVAL
+        );
+        assert_eq!(
+            run(
+                &mut sim,
+                file,
+                REGISTER_INTERRUPT,
+                0,
+                Some(words([37, 7, 2, 0x4720000])),
+                &mem,
+                1
+            )
+            .unwrap_err(),
+            Errno::EINVAL
+        );
+        assert_eq!(
+            run(
+                &mut sim,
+                file,
+                REGISTER_INTERRUPT,
+                0,
+                Some(words([3, 8, 2, 0x4720000])),
+                &mem,
+                1
+            )
+            .unwrap_err(),
+            Errno::EINVAL,
+            "not an eventfd"
+        );
+        assert_eq!(
+            sim.interrupts(0),
+            [Interrupt {
+                interrupt: 3,
+                bar_index: 2,
+                reg_offset: 0x4720000,
+                event_fd: 7
+            }]
+        );
         assert!(run(&mut sim, file, UNREGISTER_INTERRUPT, 3, None, &mem, 1).is_ok());
         assert!(sim.interrupts(0).is_empty());
     }

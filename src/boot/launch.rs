@@ -27,9 +27,11 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid};
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
+use super::gate::{GateProcess, GateReport, WorkloadGate};
 use super::process::exec_workload;
 use super::sys::{clone_child, fork_process};
 use super::{BootError, SandboxPlan};
+use crate::supervisor::gate::GateConfig;
 use crate::vfs::{ApplyOptions, RealSys, apply};
 
 /// Signals the launcher passes on to the workload.
@@ -65,6 +67,15 @@ pub enum Outcome {
         /// What failed, naming the step and path.
         message: String,
     },
+}
+
+/// What `launch` reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Launched {
+    /// The workload's end.
+    pub outcome: Outcome,
+    /// The ioctl gate's end, when the sandbox had one.
+    pub gate: Option<GateReport>,
 }
 
 fn signal_set(signals: &[Signal]) -> SigSet {
@@ -123,12 +134,14 @@ fn ensure_single_threaded() -> Result<(), BootError> {
     Ok(())
 }
 
-/// Runs `plan` (compiled from `spec`) and waits for the workload.
+/// Runs `plan` (compiled from `spec`) and waits for the workload; with `gate`, its
+/// accelerator ioctls go through a supervisor process configured by it.
 pub fn launch(
     plan: &SandboxPlan,
     spec: &Spec,
     options: &LaunchOptions,
-) -> Result<Outcome, BootError> {
+    gate: Option<GateConfig>,
+) -> Result<Launched, BootError> {
     ensure_single_threaded()?;
     let flags = clone_flags(spec)?;
     let process = spec
@@ -150,6 +163,14 @@ pub fn launch(
     };
     let (go_read, go_write) = pipe("sync")?;
     let (err_read, err_write) = pipe("error")?;
+    // Forked before any signal is blocked, so that it starts with plain dispositions.
+    let (gate, workload_gate) = match gate {
+        Some(config) => {
+            let (process, workload) = GateProcess::start(config)?;
+            (Some(process), Some(workload))
+        }
+        None => (None, None),
+    };
 
     // Block the signals to forward (and SIGCHLD) before the child exists, so none is lost; the
     // child inherits the mask and the workload clears it just before exec.
@@ -163,6 +184,8 @@ pub fn launch(
     let child = {
         let mut go_read = Some(go_read);
         let mut err_write = Some(err_write);
+        let mut workload_gate = workload_gate;
+        // The launcher's copies of what the closure holds close when it is dropped here.
         clone_child(
             flags,
             Box::new(move || {
@@ -176,6 +199,7 @@ pub fn launch(
                     hostname.as_deref(),
                     &apply_options,
                     &watched,
+                    workload_gate.take(),
                 )
             }),
         )
@@ -184,12 +208,26 @@ pub fn launch(
         Ok(pid) => pid,
         Err(e) => {
             let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old_mask), None);
+            if let Some(gate) = gate {
+                gate.abort();
+            }
             return Err(BootError::Launch(format!("clone into new namespaces: {e}")));
         }
     };
     let result = supervise(child, spec, go_write, err_read, &watched);
     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old_mask), None);
-    result
+    match result {
+        Ok(outcome) => Ok(Launched {
+            outcome,
+            gate: gate.map(GateProcess::finish),
+        }),
+        Err(e) => {
+            if let Some(gate) = gate {
+                gate.abort();
+            }
+            Err(e)
+        }
+    }
 }
 
 /// The launcher's side once the child exists.
@@ -274,6 +312,7 @@ fn write_id_maps(child: Pid, linux: &oci_spec::runtime::Linux) -> std::io::Resul
 
 /// The sandbox's pid 1: waits for "go", builds the filesystem, starts the workload and stays
 /// as its init. Returns only as the process's exit status.
+#[allow(clippy::too_many_arguments)]
 fn sandbox_init(
     go: OwnedFd,
     errors: OwnedFd,
@@ -282,6 +321,7 @@ fn sandbox_init(
     hostname: Option<&str>,
     options: &ApplyOptions,
     watched: &SigSet,
+    gate: Option<WorkloadGate>,
 ) -> isize {
     let mut errors = std::fs::File::from(errors);
     let report = |errors: &mut std::fs::File, status: i32, message: &str| {
@@ -334,11 +374,16 @@ fn sandbox_init(
     let _ = nix::sys::prctl::set_dumpable(false);
     let workload = match fork_process() {
         Ok(ForkResult::Child) => {
-            let Err(failure) = exec_workload(process, plan);
+            let Err(failure) = exec_workload(process, plan, gate);
             let _ = write!(errors, "{} {}", failure.status, failure.message);
             std::process::exit(failure.status);
         }
-        Ok(ForkResult::Parent { child }) => child,
+        Ok(ForkResult::Parent { child }) => {
+            // Only the workload may hold the hand-off socket, so that the supervisor sees it
+            // close if the workload fails before sending the listener.
+            drop(gate);
+            child
+        }
         Err(e) => {
             return report(
                 &mut errors,

@@ -12,6 +12,7 @@ mod config;
 mod devices;
 mod error;
 mod executable;
+mod gate;
 mod gpu;
 mod hints;
 mod launch;
@@ -31,9 +32,10 @@ pub use config::{
     Selection, TPU_ANNOTATION,
 };
 pub use error::BootError;
+pub use gate::GateReport;
 pub use gpu::{DRIVER_CAPABILITIES, VISIBLE_DEVICES, parse_capabilities, parse_visible_devices};
 pub use hints::MOUNT_HINT_PREFIX;
-pub use launch::{EXIT_SETUP_FAILED, FORWARDED_SIGNALS, LaunchOptions, Outcome, launch};
+pub use launch::{EXIT_SETUP_FAILED, FORWARDED_SIGNALS, LaunchOptions, Launched, Outcome, launch};
 pub use paths::clean_absolute;
 pub use plan::{
     Accelerators, Access, BindSource, MountOrigin, PLAN_SCHEMA, PlannedDevice, PlannedMount,

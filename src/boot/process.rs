@@ -11,6 +11,7 @@ use nix::unistd::{Gid, Uid};
 use oci_spec::runtime::{Capabilities, Process};
 
 use super::SandboxPlan;
+use super::gate::WorkloadGate;
 use super::sys::cloexec_from;
 
 /// Why the workload could not be started, and the exit status that stands for it (126: found
@@ -43,9 +44,15 @@ pub fn environment(process: &Process, plan: &SandboxPlan) -> Vec<String> {
 ///
 /// Order matters: the working directory is entered and checked first (it must resolve inside
 /// the container: CVE-2024-21626 reached the host through a leaked fd as cwd), then limits, the
-/// bounding set, groups and ids (keeping capabilities across the id change), the capability
-/// sets, `no_new_privs`, every fd but stdio marked close-on-exec, and exec.
-pub fn exec_workload(process: &Process, plan: &SandboxPlan) -> Result<Infallible, ExecFailure> {
+/// bounding set, the ioctl gate's filter (while `CAP_SYS_ADMIN` still allows it without
+/// `no_new_privs`, so that a spec that wants setuid programs to work keeps them), groups and ids
+/// (keeping capabilities across the id change), the capability sets, `no_new_privs`, every fd
+/// but stdio marked close-on-exec, and exec.
+pub fn exec_workload(
+    process: &Process,
+    plan: &SandboxPlan,
+    gate: Option<WorkloadGate>,
+) -> Result<Infallible, ExecFailure> {
     let setup = |what: &str, e: &dyn std::fmt::Display| failure(125, format!("{what}: {e}"));
     let cwd = &plan.process.cwd;
     nix::unistd::chdir(cwd).map_err(|e| setup(&format!("chdir {}", cwd.display()), &e))?;
@@ -91,6 +98,10 @@ pub fn exec_workload(process: &Process, plan: &SandboxPlan) -> Result<Infallible
                     .map_err(|e| setup(&format!("drop {cap} from the bounding set"), &e))?;
             }
         }
+    }
+    if let Some(gate) = gate {
+        gate.install()
+            .map_err(|e| failure(125, format!("ioctl gate: {e}")))?;
     }
     nix::sys::prctl::set_keepcaps(true).map_err(|e| setup("PR_SET_KEEPCAPS", &e))?;
     let groups: Vec<Gid> = user

@@ -1,5 +1,5 @@
-//! Process creation for the launcher: `clone` into new namespaces and `fork`, the two calls
-//! `nix` marks unsafe, and `close_range`, which it does not wrap.
+//! Process creation for the launcher: `clone` into new namespaces, `fork` and `signal`, the
+//! calls `nix` marks unsafe, and `close_range`, which it does not wrap.
 #![allow(unsafe_code)]
 
 use nix::sched::CloneFlags;
@@ -31,6 +31,12 @@ pub fn fork_process() -> nix::Result<ForkResult> {
     // SAFETY: init is single-threaded, so the child's copy of every lock and allocator state is
     // consistent; the child goes on to set itself up and exec.
     unsafe { nix::unistd::fork() }
+}
+
+/// Ignores `signal` in this process.
+pub fn ignore_signal(signal: Signal) -> nix::Result<()> {
+    // SAFETY: SIG_IGN runs no code in this process, so no handler can break an invariant.
+    unsafe { nix::sys::signal::signal(signal, nix::sys::signal::SigHandler::SigIgn) }.map(drop)
 }
 
 /// Marks every descriptor from `first` up close-on-exec (`close_range(CLOSE_RANGE_CLOEXEC)`),

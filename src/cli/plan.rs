@@ -63,7 +63,10 @@ pub struct SandboxArgs {
 
 /// Loads the bundle (with `args` replacing `process.args` when given) and the host, and
 /// compiles the plan; errors are reported and become the exit status.
-pub fn build(sandbox: &SandboxArgs, args: &[String]) -> Result<(Bundle, SandboxPlan), ExitCode> {
+pub fn build(
+    sandbox: &SandboxArgs,
+    args: &[String],
+) -> Result<(Bundle, SandboxPlan, HostSnapshot), ExitCode> {
     let host = super::host_root(sandbox.root.as_ref())
         .map_err(|e| super::fail("cannot use host root", &e))?;
     let mut bundle =
@@ -92,12 +95,12 @@ pub fn build(sandbox: &SandboxArgs, args: &[String]) -> Result<(Bundle, SandboxP
     };
     let plan = compile(&bundle, &snapshot, &config)
         .map_err(|e| super::fail(&format!("cannot plan {}", bundle.dir.display()), &e))?;
-    Ok((bundle, plan))
+    Ok((bundle, plan, snapshot))
 }
 
 pub fn run(args: &PlanArgs) -> ExitCode {
     let plan = match build(&args.sandbox, &[]) {
-        Ok((_, plan)) => plan,
+        Ok((_, plan, _)) => plan,
         Err(code) => return code,
     };
     if args.json {

@@ -1,24 +1,43 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Args;
 
 use super::plan::{SandboxArgs, build};
-use crate::boot::{LaunchOptions, Outcome, launch};
+use crate::boot::{
+    GateReport, HostSnapshot, LaunchOptions, Launched, Outcome, SandboxPlan, launch,
+};
+use crate::supervisor::classify::HostDevices;
+use crate::supervisor::gate::GateConfig;
+use crate::supervisor::policy::Mode;
+use crate::supervisor::simulator::Simulator;
 
 const RUN_EXAMPLES: &str = "\
 Examples:
   accelgate run --bundle examples/busybox
   accelgate run --bundle examples/busybox-tpu --root fixtures/sysfs/tpu-v4-8 -- ls -ln /dev
   accelgate run --bundle examples/busybox --overlay memory -- sh -c 'touch /x && ls /x'
+  accelgate run --root fixtures/sysfs/tpu-v5e-8 --simulate --bundle examples/tpu-probe --stats -- /tpu-probe vfio
 
 Needs root. The workload runs as pid 2 of new mount, pid, ipc and uts namespaces (network, user
 and cgroup ones when the spec lists them) under a small init that forwards SIGINT, SIGTERM,
 SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 and reaps orphans.
 
+When the sandbox gets TPUs (or --simulate), its gasket and VFIO ioctls go through the ioctl
+gate (docs/gate.md): a seccomp filter sends them to a supervisor process that allows, emulates
+or denies each one by the tables of the driver. If the supervisor dies, they fail with ENOSYS.
+
 Exit status: the workload's (128 + N when signal N killed it); 125 when the sandbox could not
 be set up; 126 when the program could not be executed; 127 when it was not found; 2 on usage
 errors.";
+
+/// How long an emulated call may take before the workload gets ETIMEDOUT.
+const EMULATION_DEADLINE: Duration = Duration::from_secs(10);
+/// Emulated calls of one sandbox in flight at once.
+const MAX_IN_FLIGHT: usize = 32;
+/// Threads that run emulated calls.
+const EXECUTOR_THREADS: usize = 2;
 
 /// Run a bundle's process in a sandbox built from its plan, and wait for it.
 ///
@@ -31,27 +50,120 @@ pub struct RunArgs {
     #[command(flatten)]
     sandbox: SandboxArgs,
 
+    /// Serve the fixture host's TPUs with simulated devices: opens of their nodes are brokered
+    /// and their ioctls answered by simulators (needs --root)
+    #[arg(long, requires = "root")]
+    simulate: bool,
+
+    /// How the ioctl gate applies the driver tables: enforce; passthrough (content checks only
+    /// logged); audit (everything allowed, what enforce would refuse logged)
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = Mode::Enforce)]
+    policy: Mode,
+
+    /// At exit, print the gate's counts of allowed, emulated and denied ioctls (on stderr)
+    #[arg(long)]
+    stats: bool,
+
+    /// With --stats: print them as an accelgate.stats/v1 JSON document
+    #[arg(long, requires = "stats")]
+    json: bool,
+
+    /// Append each simulated call (JSON lines: request, argument received, result, the
+    /// executing thread's euid and capabilities) to FILE
+    #[arg(long, value_name = "FILE", requires = "simulate")]
+    sim_log: Option<PathBuf>,
+
     /// A command to run instead of the spec's process.args
     #[arg(last = true, value_name = "CMD")]
     command: Vec<String>,
 }
 
+/// The gate for this sandbox: on when it gets TPUs or simulates them.
+fn gate_config(
+    args: &RunArgs,
+    plan: &SandboxPlan,
+    host: &HostSnapshot,
+) -> Result<Option<GateConfig>, ExitCode> {
+    let granted = &plan.accelerators.tpus;
+    if granted.is_empty() {
+        if args.simulate {
+            eprintln!(
+                "error: --simulate: the plan gives the sandbox no TPUs (use --tpu all or the dev.accelgate.tpu annotation)"
+            );
+            return Err(ExitCode::from(2));
+        }
+        return Ok(None);
+    }
+    let simulator = if args.simulate {
+        let log = match &args.sim_log {
+            Some(path) => Some(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .map_err(|e| super::fail(&format!("cannot open {}", path.display()), &e))?,
+            ),
+            None => None,
+        };
+        Some(Simulator::new(&host.discovery, granted, log))
+    } else {
+        None
+    };
+    Ok(Some(GateConfig {
+        sandbox: plan.container_id.clone(),
+        mode: args.policy,
+        host: HostDevices::of(&host.discovery),
+        simulator,
+        executor_threads: EXECUTOR_THREADS,
+        max_in_flight: MAX_IN_FLIGHT,
+        deadline: EMULATION_DEADLINE,
+    }))
+}
+
 pub fn run(args: &RunArgs) -> ExitCode {
-    let (bundle, plan) = match build(&args.sandbox, &args.command) {
+    let (bundle, plan, host) = match build(&args.sandbox, &args.command) {
         Ok(built) => built,
+        Err(code) => return code,
+    };
+    let gate = match gate_config(args, &plan, &host) {
+        Ok(gate) => gate,
         Err(code) => return code,
     };
     // Device nodes can be bound from the host's /dev only on the real host.
     let host_dev = args.sandbox.root.is_none().then(|| PathBuf::from("/dev"));
-    match launch(&plan, &bundle.spec, &LaunchOptions { host_dev }) {
-        Ok(Outcome::Exited(status)) => ExitCode::from(status.clamp(0, 255) as u8),
-        Ok(Outcome::Failed { status, message }) => {
-            eprintln!("error: {message}");
-            ExitCode::from(status.clamp(0, 255) as u8)
+    match launch(&plan, &bundle.spec, &LaunchOptions { host_dev }, gate) {
+        Ok(Launched { outcome, gate }) => {
+            report_gate(args, gate.as_ref());
+            match outcome {
+                Outcome::Exited(status) => ExitCode::from(status.clamp(0, 255) as u8),
+                Outcome::Failed { status, message } => {
+                    eprintln!("error: {message}");
+                    ExitCode::from(status.clamp(0, 255) as u8)
+                }
+            }
         }
         Err(e) => {
             eprintln!("error: {}", crate::pci::error_chain(&e));
             ExitCode::from(crate::boot::EXIT_SETUP_FAILED as u8)
         }
+    }
+}
+
+fn report_gate(args: &RunArgs, gate: Option<&GateReport>) {
+    match gate {
+        Some(GateReport::Finished(stats)) if args.stats => {
+            if args.json {
+                if let Ok(text) = serde_json::to_string_pretty(stats) {
+                    eprintln!("{text}");
+                }
+            } else {
+                eprint!("{}", stats.render());
+            }
+        }
+        Some(GateReport::Died(how)) => eprintln!(
+            "warning: the ioctl gate's supervisor {how}; accelerator ioctls failed with ENOSYS from then on"
+        ),
+        None if args.stats => eprintln!("ioctl gate: off (the sandbox has no accelerators)"),
+        _ => {}
     }
 }

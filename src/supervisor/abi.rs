@@ -5,6 +5,8 @@
 
 /// `seccomp(2)` operation: install a filter.
 pub const SECCOMP_SET_MODE_FILTER: u32 = 1;
+/// `seccomp(2)` operation: whether the kernel knows a return action.
+pub const SECCOMP_GET_ACTION_AVAIL: u32 = 2;
 /// `seccomp(2)` operation: report the notification struct sizes.
 pub const SECCOMP_GET_NOTIF_SIZES: u32 = 3;
 
@@ -196,23 +198,62 @@ mod tests {
         assert_eq!(SECCOMP_IOCTL_NOTIF_ID_VALID, 0x4008_2102);
         assert_eq!(SECCOMP_IOCTL_NOTIF_ADDFD, 0x4018_2103);
         assert_eq!(SECCOMP_IOCTL_NOTIF_SET_FLAGS, 0x4008_2104);
-        assert_eq!(u64::from(SECCOMP_IOCTL_NOTIF_RECV), libc::SECCOMP_IOCTL_NOTIF_RECV as u64);
-        assert_eq!(u64::from(SECCOMP_IOCTL_NOTIF_SEND), libc::SECCOMP_IOCTL_NOTIF_SEND as u64);
-        assert_eq!(u64::from(SECCOMP_IOCTL_NOTIF_ADDFD), libc::SECCOMP_IOCTL_NOTIF_ADDFD as u64);
+        assert_eq!(
+            u64::from(SECCOMP_IOCTL_NOTIF_RECV),
+            libc::SECCOMP_IOCTL_NOTIF_RECV
+        );
+        assert_eq!(
+            u64::from(SECCOMP_IOCTL_NOTIF_SEND),
+            libc::SECCOMP_IOCTL_NOTIF_SEND
+        );
+        assert_eq!(
+            u64::from(SECCOMP_IOCTL_NOTIF_ADDFD),
+            libc::SECCOMP_IOCTL_NOTIF_ADDFD
+        );
         assert_eq!(SECCOMP_RET_USER_NOTIF, libc::SECCOMP_RET_USER_NOTIF);
         assert_eq!(SECCOMP_RET_ERRNO, libc::SECCOMP_RET_ERRNO);
         assert_eq!(SECCOMP_RET_ALLOW, libc::SECCOMP_RET_ALLOW);
         assert_eq!(SECCOMP_RET_KILL_PROCESS, libc::SECCOMP_RET_KILL_PROCESS);
-        assert_eq!(SECCOMP_FILTER_FLAG_NEW_LISTENER, libc::SECCOMP_FILTER_FLAG_NEW_LISTENER as u32);
-        assert_eq!(SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV, libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV as u32);
-        assert_eq!(u64::from(SECCOMP_USER_NOTIF_FLAG_CONTINUE), libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u64);
-        assert_eq!(SECCOMP_ADDFD_FLAG_SEND, libc::SECCOMP_ADDFD_FLAG_SEND as u32);
-        assert_eq!(op::LD_W_ABS, (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16);
-        assert_eq!(op::JEQ_K, (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16);
-        assert_eq!(op::JSET_K, (libc::BPF_JMP | libc::BPF_JSET | libc::BPF_K) as u16);
-        assert_eq!(op::JGE_K, (libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K) as u16);
-        assert_eq!(op::JGT_K, (libc::BPF_JMP | libc::BPF_JGT | libc::BPF_K) as u16);
-        assert_eq!(op::ALU_AND_K, (libc::BPF_ALU | libc::BPF_AND | libc::BPF_K) as u16);
+        assert_eq!(
+            SECCOMP_FILTER_FLAG_NEW_LISTENER,
+            libc::SECCOMP_FILTER_FLAG_NEW_LISTENER as u32
+        );
+        assert_eq!(
+            SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV,
+            libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV as u32
+        );
+        assert_eq!(
+            u64::from(SECCOMP_USER_NOTIF_FLAG_CONTINUE),
+            libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE
+        );
+        assert_eq!(
+            SECCOMP_ADDFD_FLAG_SEND,
+            libc::SECCOMP_ADDFD_FLAG_SEND as u32
+        );
+        assert_eq!(
+            op::LD_W_ABS,
+            (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16
+        );
+        assert_eq!(
+            op::JEQ_K,
+            (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16
+        );
+        assert_eq!(
+            op::JSET_K,
+            (libc::BPF_JMP | libc::BPF_JSET | libc::BPF_K) as u16
+        );
+        assert_eq!(
+            op::JGE_K,
+            (libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K) as u16
+        );
+        assert_eq!(
+            op::JGT_K,
+            (libc::BPF_JMP | libc::BPF_JGT | libc::BPF_K) as u16
+        );
+        assert_eq!(
+            op::ALU_AND_K,
+            (libc::BPF_ALU | libc::BPF_AND | libc::BPF_K) as u16
+        );
         assert_eq!(op::RET_K, (libc::BPF_RET | libc::BPF_K) as u16);
         assert_eq!(op::JA, (libc::BPF_JMP | libc::BPF_JA) as u16);
         assert_eq!(seccomp_data_arg_low(1), 24);

@@ -17,8 +17,14 @@ pub struct Caller {
     pub egid: u32,
 }
 
-/// Looks up a file descriptor of the calling process: what simulated file it is, if any.
-pub type FdResolver<'a> = &'a dyn Fn(i32) -> Option<(FdKind, u64)>;
+/// Identity of a file: (device, inode).
+pub type FileKey = (u64, u64);
+
+/// Looks up a file descriptor of the calling process: the identity of its file, if it is one.
+pub type FdResolver<'a> = &'a dyn Fn(i32) -> Option<FileKey>;
+
+/// Looks up a simulated file by identity: its kind and the simulator's handle.
+pub type CarrierLookup<'a> = &'a dyn Fn(FileKey) -> Option<(FdKind, u64)>;
 
 /// Whether a file descriptor of the calling process is an eventfd.
 pub type EventfdCheck<'a> = &'a dyn Fn(i32) -> bool;
@@ -39,20 +45,26 @@ pub struct Call<'a> {
     /// Who called.
     pub caller: Caller,
     /// Resolves the caller's other fds (a container passed to `GROUP_SET_CONTAINER`).
-    pub resolve_fd: FdResolver<'a>,
+    pub fd_key: FdResolver<'a>,
     /// Checks that a caller fd is an eventfd.
     pub is_eventfd: EventfdCheck<'a>,
+    /// The argument struct as the backend first read it (for the simulator's log).
+    pub received: std::cell::RefCell<Option<Vec<u8>>>,
 }
 
 impl Call<'_> {
     /// The argument struct: the checked copy when there is one, else `len` bytes of the caller's
     /// memory at the argument pointer.
     pub fn read_arg(&self, len: usize) -> Result<Vec<u8>, nix::errno::Errno> {
-        match &self.copy {
-            Some(copy) if copy.len() >= len => Ok(copy[..len].to_vec()),
-            Some(_) => Err(nix::errno::Errno::EFAULT),
-            None => self.memory.read(self.arg, len),
-        }
+        let bytes = match &self.copy {
+            Some(copy) if copy.len() >= len => copy[..len].to_vec(),
+            Some(_) => return Err(nix::errno::Errno::EFAULT),
+            None => self.memory.read(self.arg, len)?,
+        };
+        self.received
+            .borrow_mut()
+            .get_or_insert_with(|| bytes.clone());
+        Ok(bytes)
     }
 
     /// Writes `bytes` at `offset` of the argument struct (into the copy, or the caller's memory).
@@ -60,7 +72,9 @@ impl Call<'_> {
         match &mut self.copy {
             Some(copy) => {
                 let end = offset + bytes.len();
-                copy.get_mut(offset..end).ok_or(nix::errno::Errno::EFAULT)?.copy_from_slice(bytes);
+                copy.get_mut(offset..end)
+                    .ok_or(nix::errno::Errno::EFAULT)?
+                    .copy_from_slice(bytes);
                 Ok(())
             }
             None => self.memory.write(self.arg + offset as u64, bytes),

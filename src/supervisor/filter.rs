@@ -9,9 +9,9 @@ use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
 
 use super::abi::{
-    AUDIT_ARCH_AARCH64, AUDIT_ARCH_ARM, AUDIT_ARCH_I386, AUDIT_ARCH_X86_64, BPF_MAXINSNS, SECCOMP_DATA_ARCH,
-    SECCOMP_DATA_NR, SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO, SECCOMP_RET_USER_NOTIF, SockFilter, X32_SYSCALL_BIT,
-    op, seccomp_data_arg_low,
+    AUDIT_ARCH_AARCH64, AUDIT_ARCH_ARM, AUDIT_ARCH_I386, AUDIT_ARCH_X86_64, BPF_MAXINSNS,
+    SECCOMP_DATA_ARCH, SECCOMP_DATA_NR, SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO,
+    SECCOMP_RET_USER_NOTIF, SockFilter, X32_SYSCALL_BIT, op, seccomp_data_arg_low,
 };
 
 /// A CPU architecture a filter is built for.
@@ -49,22 +49,42 @@ impl Arch {
 
     const fn native_abi(self) -> Abi {
         match self {
-            Self::X86_64 => Abi { audit: AUDIT_ARCH_X86_64, ioctl: &[16], opens: &[2, 257] },
-            Self::Aarch64 => Abi { audit: AUDIT_ARCH_AARCH64, ioctl: &[29], opens: &[56] },
+            Self::X86_64 => Abi {
+                audit: AUDIT_ARCH_X86_64,
+                ioctl: &[16],
+                opens: &[2, 257],
+            },
+            Self::Aarch64 => Abi {
+                audit: AUDIT_ARCH_AARCH64,
+                ioctl: &[29],
+                opens: &[56],
+            },
         }
     }
 
     const fn compat_abi(self) -> Abi {
         match self {
-            Self::X86_64 => Abi { audit: AUDIT_ARCH_I386, ioctl: &[54], opens: &[5, 295] },
-            Self::Aarch64 => Abi { audit: AUDIT_ARCH_ARM, ioctl: &[54], opens: &[5, 322] },
+            Self::X86_64 => Abi {
+                audit: AUDIT_ARCH_I386,
+                ioctl: &[54],
+                opens: &[5, 295],
+            },
+            Self::Aarch64 => Abi {
+                audit: AUDIT_ARCH_ARM,
+                ioctl: &[54],
+                opens: &[5, 322],
+            },
         }
     }
 
     /// The x32 ABI's ioctl numbers (without the x32 bit): the common one and the compat one.
     const fn x32_abi(self) -> Option<Abi> {
         match self {
-            Self::X86_64 => Some(Abi { audit: AUDIT_ARCH_X86_64, ioctl: &[16, 514], opens: &[2, 257] }),
+            Self::X86_64 => Some(Abi {
+                audit: AUDIT_ARCH_X86_64,
+                ioctl: &[16, 514],
+                opens: &[2, 257],
+            }),
             Self::Aarch64 => None,
         }
     }
@@ -101,7 +121,12 @@ struct Label(u32);
 enum Insn {
     Load(u32),
     And(u32),
-    Jump { op: u16, k: u32, yes: Label, no: Label },
+    Jump {
+        op: u16,
+        k: u32,
+        yes: Label,
+        no: Label,
+    },
     Goto(Label),
     Ret(u32),
     Mark(Label),
@@ -125,7 +150,12 @@ impl Program {
     }
 
     fn jeq(&mut self, k: u32, yes: Label, no: Label) {
-        self.push(Insn::Jump { op: op::JEQ_K, k, yes, no });
+        self.push(Insn::Jump {
+            op: op::JEQ_K,
+            k,
+            yes,
+            no,
+        });
     }
 
     fn mark(&mut self, label: Label) {
@@ -152,15 +182,40 @@ impl Program {
                 u8::try_from(distance).expect("jumps span at most 255 instructions")
             };
             match insn {
-                Insn::Load(k) => out.push(SockFilter { code: op::LD_W_ABS, jt: 0, jf: 0, k }),
-                Insn::And(k) => out.push(SockFilter { code: op::ALU_AND_K, jt: 0, jf: 0, k }),
-                Insn::Jump { op, k, yes, no } => out.push(SockFilter { code: op, jt: offset(yes), jf: offset(no), k }),
+                Insn::Load(k) => out.push(SockFilter {
+                    code: op::LD_W_ABS,
+                    jt: 0,
+                    jf: 0,
+                    k,
+                }),
+                Insn::And(k) => out.push(SockFilter {
+                    code: op::ALU_AND_K,
+                    jt: 0,
+                    jf: 0,
+                    k,
+                }),
+                Insn::Jump { op, k, yes, no } => out.push(SockFilter {
+                    code: op,
+                    jt: offset(yes),
+                    jf: offset(no),
+                    k,
+                }),
                 Insn::Goto(label) => {
                     let target = positions[&label];
                     let k = u32::try_from(target - here - 1).expect("short program");
-                    out.push(SockFilter { code: op::JA, jt: 0, jf: 0, k });
+                    out.push(SockFilter {
+                        code: op::JA,
+                        jt: 0,
+                        jf: 0,
+                        k,
+                    });
                 }
-                Insn::Ret(k) => out.push(SockFilter { code: op::RET_K, jt: 0, jf: 0, k }),
+                Insn::Ret(k) => out.push(SockFilter {
+                    code: op::RET_K,
+                    jt: 0,
+                    jf: 0,
+                    k,
+                }),
                 Insn::Mark(_) => {}
             }
         }
@@ -174,9 +229,19 @@ fn match_request(p: &mut Program, spec: &FilterSpec, hit: Label, miss: Label) {
     for range in &spec.plain_requests {
         let above_low = p.label();
         let next = p.label();
-        p.push(Insn::Jump { op: op::JGE_K, k: *range.start(), yes: above_low, no: next });
+        p.push(Insn::Jump {
+            op: op::JGE_K,
+            k: *range.start(),
+            yes: above_low,
+            no: next,
+        });
         p.mark(above_low);
-        p.push(Insn::Jump { op: op::JGT_K, k: *range.end(), yes: next, no: hit });
+        p.push(Insn::Jump {
+            op: op::JGT_K,
+            k: *range.end(),
+            yes: next,
+            no: hit,
+        });
         p.mark(next);
     }
     p.push(Insn::And(0xff00));
@@ -237,7 +302,12 @@ pub fn build(arch: Arch, spec: &FilterSpec) -> Vec<SockFilter> {
     if let Some(x32) = arch.x32_abi() {
         let x32_label = p.label();
         let native_nr = p.label();
-        p.push(Insn::Jump { op: op::JSET_K, k: X32_SYSCALL_BIT, yes: x32_label, no: native_nr });
+        p.push(Insn::Jump {
+            op: op::JSET_K,
+            k: X32_SYSCALL_BIT,
+            yes: x32_label,
+            no: native_nr,
+        });
         p.mark(native_nr);
         abi_block(&mut p, &arch.native_abi(), spec, SECCOMP_RET_USER_NOTIF);
         p.mark(x32_label);
@@ -256,7 +326,11 @@ pub fn build(arch: Arch, spec: &FilterSpec) -> Vec<SockFilter> {
     p.push(Insn::Ret(SECCOMP_RET_ERRNO | u32::from(FOREIGN_ERRNO)));
 
     let program = p.assemble();
-    assert!(program.len() <= BPF_MAXINSNS, "the filter has {} instructions", program.len());
+    assert!(
+        program.len() <= BPF_MAXINSNS,
+        "the filter has {} instructions",
+        program.len()
+    );
     program
 }
 
@@ -308,11 +382,20 @@ mod tests {
     const TCGETS: u32 = 0x5401;
 
     fn spec(route_opens: bool) -> FilterSpec {
-        FilterSpec { magics: vec![0xdc, 0x3b], plain_requests: Vec::new(), route_opens }
+        FilterSpec {
+            magics: vec![0xdc, 0x3b],
+            plain_requests: Vec::new(),
+            route_opens,
+        }
     }
 
     fn call(arch: u32, nr: u32, request: u64) -> SeccompData {
-        SeccompData { nr: nr as i32, arch, instruction_pointer: 0, args: [3, request, 0x7fff_0000, 0, 0, 0] }
+        SeccompData {
+            nr: nr as i32,
+            arch,
+            instruction_pointer: 0,
+            args: [3, request, 0x7fff_0000, 0, 0, 0],
+        }
     }
 
     #[derive(Debug, PartialEq, Eq)]
@@ -340,29 +423,114 @@ mod tests {
         let openat = *arch.native_abi().opens.last().unwrap();
         let eperm = Action::Errno(libc::EPERM as u32);
         let mut table = vec![
-            ("native gasket ioctl", call(native, ioctl, u64::from(GASKET)), false, Action::Notify),
-            ("native vfio ioctl", call(native, ioctl, u64::from(VFIO)), false, Action::Notify),
-            ("garbage in the high 32 bits", call(native, ioctl, 0xdead_beef_0000_0000 | u64::from(GASKET)), false, Action::Notify),
-            ("high bits do not make a match", call(native, ioctl, 0x0000_dc00_0000_5401), false, Action::Allow),
-            ("a tty ioctl", call(native, ioctl, u64::from(TCGETS)), false, Action::Allow),
-            ("openat with simulation", call(native, openat, 0), true, Action::Notify),
-            ("not a syscall of interest", call(native, 39, u64::from(GASKET)), true, Action::Allow),
-            ("compat gasket ioctl", call(compat, 54, u64::from(GASKET)), false, eperm),
-            ("compat vfio ioctl", call(compat, 54, u64::from(VFIO)), false, Action::Errno(libc::EPERM as u32)),
-            ("compat tty ioctl", call(compat, 54, u64::from(TCGETS)), false, Action::Allow),
-            ("compat open with simulation", call(compat, 5, 0), true, Action::Errno(libc::EPERM as u32)),
+            (
+                "native gasket ioctl",
+                call(native, ioctl, u64::from(GASKET)),
+                false,
+                Action::Notify,
+            ),
+            (
+                "native vfio ioctl",
+                call(native, ioctl, u64::from(VFIO)),
+                false,
+                Action::Notify,
+            ),
+            (
+                "garbage in the high 32 bits",
+                call(native, ioctl, 0xdead_beef_0000_0000 | u64::from(GASKET)),
+                false,
+                Action::Notify,
+            ),
+            (
+                "high bits do not make a match",
+                call(native, ioctl, 0x0000_dc00_0000_5401),
+                false,
+                Action::Allow,
+            ),
+            (
+                "a tty ioctl",
+                call(native, ioctl, u64::from(TCGETS)),
+                false,
+                Action::Allow,
+            ),
+            (
+                "openat with simulation",
+                call(native, openat, 0),
+                true,
+                Action::Notify,
+            ),
+            (
+                "not a syscall of interest",
+                call(native, 39, u64::from(GASKET)),
+                true,
+                Action::Allow,
+            ),
+            (
+                "compat gasket ioctl",
+                call(compat, 54, u64::from(GASKET)),
+                false,
+                eperm,
+            ),
+            (
+                "compat vfio ioctl",
+                call(compat, 54, u64::from(VFIO)),
+                false,
+                Action::Errno(libc::EPERM as u32),
+            ),
+            (
+                "compat tty ioctl",
+                call(compat, 54, u64::from(TCGETS)),
+                false,
+                Action::Allow,
+            ),
+            (
+                "compat open with simulation",
+                call(compat, 5, 0),
+                true,
+                Action::Errno(libc::EPERM as u32),
+            ),
             ("compat getpid", call(compat, 20, 0), true, Action::Allow),
-            ("foreign arch", call(0x4000_0001, 54, u64::from(GASKET)), false, Action::Errno(libc::ENOSYS as u32)),
+            (
+                "foreign arch",
+                call(0x4000_0001, 54, u64::from(GASKET)),
+                false,
+                Action::Errno(libc::ENOSYS as u32),
+            ),
         ];
         if arch == Arch::X86_64 {
             let x32 = X32_SYSCALL_BIT;
             table.extend([
-                ("x32 ioctl", call(native, x32 | 16, u64::from(GASKET)), false, Action::Errno(libc::EPERM as u32)),
-                ("x32 compat ioctl", call(native, x32 | 514, u64::from(VFIO)), false, Action::Errno(libc::EPERM as u32)),
-                ("x32 tty ioctl", call(native, x32 | 514, u64::from(TCGETS)), false, Action::Allow),
-                ("x32 openat with simulation", call(native, x32 | 257, 0), true, Action::Errno(libc::EPERM as u32)),
+                (
+                    "x32 ioctl",
+                    call(native, x32 | 16, u64::from(GASKET)),
+                    false,
+                    Action::Errno(libc::EPERM as u32),
+                ),
+                (
+                    "x32 compat ioctl",
+                    call(native, x32 | 514, u64::from(VFIO)),
+                    false,
+                    Action::Errno(libc::EPERM as u32),
+                ),
+                (
+                    "x32 tty ioctl",
+                    call(native, x32 | 514, u64::from(TCGETS)),
+                    false,
+                    Action::Allow,
+                ),
+                (
+                    "x32 openat with simulation",
+                    call(native, x32 | 257, 0),
+                    true,
+                    Action::Errno(libc::EPERM as u32),
+                ),
                 ("x32 write", call(native, x32 | 1, 0), true, Action::Allow),
-                ("native open with simulation", call(native, 2, 0), true, Action::Notify),
+                (
+                    "native open with simulation",
+                    call(native, 2, 0),
+                    true,
+                    Action::Notify,
+                ),
             ]);
         }
         table
@@ -376,7 +544,11 @@ mod tests {
                 assert!(program.len() <= BPF_MAXINSNS);
                 for (name, data, needs_opens, expected) in cases(arch) {
                     let got = action(interpret(&program, &data));
-                    let expected = if needs_opens && !route_opens { Action::Allow } else { expected };
+                    let expected = if needs_opens && !route_opens {
+                        Action::Allow
+                    } else {
+                        expected
+                    };
                     assert_eq!(got, expected, "{arch:?} {name} (route_opens={route_opens})");
                 }
             }
@@ -395,7 +567,10 @@ mod tests {
                     }
                     _ => vec![],
                 };
-                assert!(targets.iter().all(|t| *t < program.len()), "{arch:?} insn {i}");
+                assert!(
+                    targets.iter().all(|t| *t < program.len()),
+                    "{arch:?} insn {i}"
+                );
             }
             assert_eq!(program.last().unwrap().code, op::RET_K);
         }
@@ -403,11 +578,25 @@ mod tests {
 
     #[test]
     fn plain_request_ranges_are_routed() {
-        let spec = FilterSpec { magics: vec![], plain_requests: vec![1..=0xff, 0x3000_0001..=0x3000_0002], route_opens: false };
+        let spec = FilterSpec {
+            magics: vec![],
+            plain_requests: vec![1..=0xff, 0x3000_0001..=0x3000_0002],
+            route_opens: false,
+        };
         let program = build(Arch::X86_64, &spec);
         let native = Arch::X86_64.audit();
-        for (request, expected) in [(1u32, Action::Notify), (0xff, Action::Notify), (0x100, Action::Allow), (0x3000_0002, Action::Notify), (0, Action::Allow)] {
-            assert_eq!(action(interpret(&program, &call(native, 16, u64::from(request)))), expected, "{request:#x}");
+        for (request, expected) in [
+            (1u32, Action::Notify),
+            (0xff, Action::Notify),
+            (0x100, Action::Allow),
+            (0x3000_0002, Action::Notify),
+            (0, Action::Allow),
+        ] {
+            assert_eq!(
+                action(interpret(&program, &call(native, 16, u64::from(request)))),
+                expected,
+                "{request:#x}"
+            );
         }
     }
 }

@@ -60,9 +60,18 @@ impl Memory for NotifMemory<'_> {
     fn read(&self, addr: u64, len: usize) -> Result<Vec<u8>, Errno> {
         let mut buffer = vec![0u8; len];
         if len > 0 {
-            let remote = [RemoteIoVec { base: addr as usize, len }];
+            let remote = [RemoteIoVec {
+                base: addr as usize,
+                len,
+            }];
             let read = process_vm_readv(self.tid, &mut [IoSliceMut::new(&mut buffer)], &remote)
-                .map_err(|e| if e == Errno::ESRCH { Errno::ESRCH } else { Errno::EFAULT })?;
+                .map_err(|e| {
+                    if e == Errno::ESRCH {
+                        Errno::ESRCH
+                    } else {
+                        Errno::EFAULT
+                    }
+                })?;
             if read != len {
                 return Err(Errno::EFAULT);
             }
@@ -80,9 +89,17 @@ impl Memory for NotifMemory<'_> {
         if !self.still_pending() {
             return Err(Errno::ESRCH);
         }
-        let remote = [RemoteIoVec { base: addr as usize, len: data.len() }];
-        let written = process_vm_writev(self.tid, &[IoSlice::new(data)], &remote).map_err(|_| Errno::EFAULT)?;
-        if written == data.len() { Ok(()) } else { Err(Errno::EFAULT) }
+        let remote = [RemoteIoVec {
+            base: addr as usize,
+            len: data.len(),
+        }];
+        let written = process_vm_writev(self.tid, &[IoSlice::new(data)], &remote)
+            .map_err(|_| Errno::EFAULT)?;
+        if written == data.len() {
+            Ok(())
+        } else {
+            Err(Errno::EFAULT)
+        }
     }
 }
 
@@ -99,13 +116,20 @@ pub struct FakeMemory {
 impl Memory for FakeMemory {
     fn read(&self, addr: u64, len: usize) -> Result<Vec<u8>, Errno> {
         let start = addr.checked_sub(self.base).ok_or(Errno::EFAULT)? as usize;
-        self.bytes.borrow().get(start..start + len).map(<[u8]>::to_vec).ok_or(Errno::EFAULT)
+        self.bytes
+            .borrow()
+            .get(start..start + len)
+            .map(<[u8]>::to_vec)
+            .ok_or(Errno::EFAULT)
     }
 
     fn write(&self, addr: u64, data: &[u8]) -> Result<(), Errno> {
         let start = addr.checked_sub(self.base).ok_or(Errno::EFAULT)? as usize;
         let mut bytes = self.bytes.borrow_mut();
-        bytes.get_mut(start..start + data.len()).ok_or(Errno::EFAULT)?.copy_from_slice(data);
+        bytes
+            .get_mut(start..start + data.len())
+            .ok_or(Errno::EFAULT)?
+            .copy_from_slice(data);
         Ok(())
     }
 }

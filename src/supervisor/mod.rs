@@ -5,8 +5,14 @@
 
 pub mod abi;
 pub mod backend;
+pub mod classify;
+pub mod executor;
 pub mod filter;
+pub mod gate;
+pub mod handoff;
 pub mod ioctl;
 pub mod memory;
 pub mod policy;
+pub mod simulator;
+pub mod stats;
 mod sys;

@@ -79,7 +79,7 @@ pub struct Ruling {
 }
 
 /// How strictly rulings are applied.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Apply rulings as they are: content checks emulated or checked, denials denied.
@@ -103,15 +103,26 @@ impl fmt::Display for Mode {
 
 /// A ruling for a request a table does not know.
 pub const fn unknown(request: u32, errno: Errno) -> Ruling {
-    Ruling { ioctl: IoctlDef { name: "unknown", request, arg_size: 0 }, action: Action::Deny(errno) }
+    Ruling {
+        ioctl: IoctlDef {
+            name: "unknown",
+            request,
+            arg_size: 0,
+        },
+        action: Action::Deny(errno),
+    }
 }
 
 /// Reads a native-endian u64 field at `offset` of an argument copy.
 pub fn field_u64(bytes: &[u8], offset: usize) -> Option<u64> {
-    bytes.get(offset..offset + 8).map(|b| u64::from_ne_bytes(b.try_into().unwrap_or([0; 8])))
+    bytes
+        .get(offset..offset + 8)
+        .map(|b| u64::from_ne_bytes(b.try_into().unwrap_or([0; 8])))
 }
 
 /// Reads a native-endian u32 field at `offset` of an argument copy.
 pub fn field_u32(bytes: &[u8], offset: usize) -> Option<u32> {
-    bytes.get(offset..offset + 4).map(|b| u32::from_ne_bytes(b.try_into().unwrap_or([0; 4])))
+    bytes
+        .get(offset..offset + 4)
+        .map(|b| u32::from_ne_bytes(b.try_into().unwrap_or([0; 4])))
 }

@@ -7,9 +7,10 @@ use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use super::abi::{
-    SECCOMP_GET_NOTIF_SIZES, SECCOMP_IOCTL_NOTIF_ADDFD, SECCOMP_IOCTL_NOTIF_ID_VALID, SECCOMP_IOCTL_NOTIF_RECV,
-    SECCOMP_IOCTL_NOTIF_SEND, SECCOMP_IOCTL_NOTIF_SET_FLAGS, SECCOMP_SET_MODE_FILTER, SeccompNotif,
-    SeccompNotifAddfd, SeccompNotifResp, SeccompNotifSizes, SockFilter,
+    SECCOMP_GET_ACTION_AVAIL, SECCOMP_GET_NOTIF_SIZES, SECCOMP_IOCTL_NOTIF_ADDFD,
+    SECCOMP_IOCTL_NOTIF_ID_VALID, SECCOMP_IOCTL_NOTIF_RECV, SECCOMP_IOCTL_NOTIF_SEND,
+    SECCOMP_IOCTL_NOTIF_SET_FLAGS, SECCOMP_SET_MODE_FILTER, SeccompNotif, SeccompNotifAddfd,
+    SeccompNotifResp, SeccompNotifSizes, SockFilter,
 };
 
 /// `struct sock_fprog`.
@@ -20,7 +21,11 @@ struct SockFprog {
 }
 
 fn check(ret: libc::c_long) -> io::Result<libc::c_long> {
-    if ret < 0 { Err(io::Error::last_os_error()) } else { Ok(ret) }
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
 }
 
 /// Installs `program` on the calling thread with `flags` and returns the listener.
@@ -28,28 +33,65 @@ fn check(ret: libc::c_long) -> io::Result<libc::c_long> {
 /// Allocation-free, so it may run between `fork` and `exec`. The caller has set
 /// `no_new_privs` or holds `CAP_SYS_ADMIN`.
 pub fn install_filter(program: &[SockFilter], flags: u32) -> io::Result<OwnedFd> {
-    let fprog = SockFprog { len: program.len() as u16, filter: program.as_ptr() };
+    let fprog = SockFprog {
+        len: program.len() as u16,
+        filter: program.as_ptr(),
+    };
     // SAFETY: `fprog` points at `program`, which outlives the call; the kernel copies the
     // program before returning.
     let fd = check(unsafe {
-        libc::syscall(libc::SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags, &fprog as *const SockFprog)
+        libc::syscall(
+            libc::SYS_seccomp,
+            SECCOMP_SET_MODE_FILTER,
+            flags,
+            &fprog as *const SockFprog,
+        )
     })?;
     // SAFETY: with NEW_LISTENER, a successful seccomp() returns a new fd that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Whether the kernel knows filter return action `action` (`SECCOMP_GET_ACTION_AVAIL`, 4.14).
+pub fn action_available(action: u32) -> io::Result<()> {
+    let mut action = action;
+    // SAFETY: the kernel reads one u32 from `action`, which lives across the call.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            SECCOMP_GET_ACTION_AVAIL,
+            0,
+            &mut action as *mut u32,
+        )
+    })
+    .map(drop)
 }
 
 /// The kernel's notification struct sizes (Linux 5.0).
 pub fn notif_sizes() -> io::Result<SeccompNotifSizes> {
     let mut sizes = SeccompNotifSizes::default();
     // SAFETY: the kernel writes a `struct seccomp_notif_sizes` into `sizes`, which is that struct.
-    check(unsafe { libc::syscall(libc::SYS_seccomp, SECCOMP_GET_NOTIF_SIZES, 0, &mut sizes as *mut SeccompNotifSizes) })?;
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            SECCOMP_GET_NOTIF_SIZES,
+            0,
+            &mut sizes as *mut SeccompNotifSizes,
+        )
+    })?;
     Ok(sizes)
 }
 
 fn notif_ioctl<T>(listener: BorrowedFd<'_>, request: u32, arg: *mut T) -> io::Result<libc::c_long> {
     // SAFETY: the callers pass a request whose argument type is `T`, and `arg` points at a live
     // `T` for the duration of the call.
-    check(unsafe { libc::syscall(libc::SYS_ioctl, listener.as_raw_fd(), request as libc::c_ulong, arg) })
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_ioctl,
+            listener.as_raw_fd(),
+            request as libc::c_ulong,
+            arg,
+        )
+    })
 }
 
 /// `SECCOMP_IOCTL_NOTIF_RECV`: blocks until a notification arrives.
@@ -89,8 +131,14 @@ pub fn set_flags(listener: BorrowedFd<'_>, flags: u64) -> io::Result<()> {
 pub fn ioctl_on_copy(fd: BorrowedFd<'_>, request: u32, arg: &mut [u8]) -> io::Result<i64> {
     // SAFETY: `arg` is a live buffer of the size the policy table gives for `request`, so the
     // driver's copy_from_user/copy_to_user stay inside it.
-    check(unsafe { libc::syscall(libc::SYS_ioctl, fd.as_raw_fd(), request as libc::c_ulong, arg.as_mut_ptr()) })
-        .map(i64::from)
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_ioctl,
+            fd.as_raw_fd(),
+            request as libc::c_ulong,
+            arg.as_mut_ptr(),
+        )
+    })
 }
 
 /// Sets this thread's effective uid and gid only (the raw syscalls; glibc's wrappers would change
@@ -102,4 +150,74 @@ pub fn set_thread_effective_ids(euid: u32, egid: u32) -> io::Result<()> {
     // SAFETY: as above.
     check(unsafe { libc::syscall(libc::SYS_setresuid, keep, euid, keep) })?;
     Ok(())
+}
+
+/// The listener as a tokio readiness source; it owns a reference to the fd for its lifetime.
+pub struct ListenerFd(pub std::sync::Arc<OwnedFd>);
+
+impl AsRawFd for ListenerFd {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.0.as_raw_fd()
+    }
+}
+
+/// Registers the listener with the current tokio reactor for readability.
+pub fn register_listener(
+    listener: std::sync::Arc<OwnedFd>,
+) -> io::Result<tokio::io::unix::AsyncFd<ListenerFd>> {
+    // SAFETY: `ListenerFd` holds an `Arc` of the fd, so it stays open and refers to the same file
+    // for as long as the `AsyncFd` lives, and `as_raw_fd` always returns that fd.
+    unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(
+            ListenerFd(listener),
+            tokio::io::Interest::READABLE,
+        )
+    }
+    .map_err(|e| e.into_parts().1)
+}
+
+/// Sends `fd` over the unix socket `socket` with `SCM_RIGHTS` (and one byte of data).
+pub fn send_fd(socket: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> io::Result<()> {
+    use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+    let fds = [fd.as_raw_fd()];
+    sendmsg::<()>(
+        socket.as_raw_fd(),
+        &[io::IoSlice::new(b"L")],
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::empty(),
+        None,
+    )
+    .map(drop)
+    .map_err(io::Error::from)
+}
+
+/// Receives one fd sent with [`send_fd`]; `None` at end of file (the sender closed its end).
+pub fn recv_fd(socket: BorrowedFd<'_>) -> io::Result<Option<OwnedFd>> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+    let mut byte = [0u8; 1];
+    let mut iov = [io::IoSliceMut::new(&mut byte)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let message = loop {
+        match recvmsg::<()>(
+            socket.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
+            Err(nix::errno::Errno::EINTR) => {}
+            other => break other?,
+        }
+    };
+    let mut received = None;
+    for cmsg in message.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(fds) = cmsg {
+            for fd in fds {
+                // SAFETY: SCM_RIGHTS installed `fd` in this process just now; nothing else owns
+                // it. Extra fds (none are sent) are owned and closed too.
+                let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+                received.get_or_insert(fd);
+            }
+        }
+    }
+    Ok(received)
 }

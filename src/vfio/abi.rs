@@ -23,7 +23,11 @@ pub const VFIO_MAGIC: u8 = b';';
 const BASE: u8 = 100;
 
 const fn vfio(name: &'static str, offset: u8, arg_size: usize) -> IoctlDef {
-    IoctlDef { name, request: io(VFIO_MAGIC, BASE + offset), arg_size }
+    IoctlDef {
+        name,
+        request: io(VFIO_MAGIC, BASE + offset),
+        arg_size,
+    }
 }
 
 /// `VFIO_GET_API_VERSION` (container; returns 0).
@@ -33,7 +37,8 @@ pub const CHECK_EXTENSION: IoctlDef = vfio("VFIO_CHECK_EXTENSION", 1, 0);
 /// `VFIO_SET_IOMMU` (container; IOMMU model by value).
 pub const SET_IOMMU: IoctlDef = vfio("VFIO_SET_IOMMU", 2, 0);
 /// `VFIO_GROUP_GET_STATUS` (group).
-pub const GROUP_GET_STATUS: IoctlDef = vfio("VFIO_GROUP_GET_STATUS", 3, size_of::<VfioGroupStatus>());
+pub const GROUP_GET_STATUS: IoctlDef =
+    vfio("VFIO_GROUP_GET_STATUS", 3, size_of::<VfioGroupStatus>());
 /// `VFIO_GROUP_SET_CONTAINER` (group; pointer to the container's fd).
 pub const GROUP_SET_CONTAINER: IoctlDef = vfio("VFIO_GROUP_SET_CONTAINER", 4, 4);
 /// `VFIO_GROUP_UNSET_CONTAINER` (group).
@@ -43,9 +48,14 @@ pub const GROUP_GET_DEVICE_FD: IoctlDef = vfio("VFIO_GROUP_GET_DEVICE_FD", 6, 0)
 /// `VFIO_DEVICE_GET_INFO` (device).
 pub const DEVICE_GET_INFO: IoctlDef = vfio("VFIO_DEVICE_GET_INFO", 7, size_of::<VfioDeviceInfo>());
 /// `VFIO_DEVICE_GET_REGION_INFO` (device).
-pub const DEVICE_GET_REGION_INFO: IoctlDef = vfio("VFIO_DEVICE_GET_REGION_INFO", 8, size_of::<VfioRegionInfo>());
+pub const DEVICE_GET_REGION_INFO: IoctlDef = vfio(
+    "VFIO_DEVICE_GET_REGION_INFO",
+    8,
+    size_of::<VfioRegionInfo>(),
+);
 /// `VFIO_DEVICE_GET_IRQ_INFO` (device).
-pub const DEVICE_GET_IRQ_INFO: IoctlDef = vfio("VFIO_DEVICE_GET_IRQ_INFO", 9, size_of::<VfioIrqInfo>());
+pub const DEVICE_GET_IRQ_INFO: IoctlDef =
+    vfio("VFIO_DEVICE_GET_IRQ_INFO", 9, size_of::<VfioIrqInfo>());
 /// `VFIO_DEVICE_SET_IRQS` (device; header plus data).
 pub const DEVICE_SET_IRQS: IoctlDef = vfio("VFIO_DEVICE_SET_IRQS", 10, size_of::<VfioIrqSet>());
 /// `VFIO_DEVICE_RESET` (device).
@@ -53,7 +63,8 @@ pub const DEVICE_RESET: IoctlDef = vfio("VFIO_DEVICE_RESET", 11, 0);
 /// `VFIO_IOMMU_GET_INFO` (container), the same number as `VFIO_DEVICE_GET_PCI_HOT_RESET_INFO`.
 pub const IOMMU_GET_INFO: IoctlDef = vfio("VFIO_IOMMU_GET_INFO", 12, 0);
 /// `VFIO_DEVICE_GET_PCI_HOT_RESET_INFO` (device).
-pub const DEVICE_GET_PCI_HOT_RESET_INFO: IoctlDef = vfio("VFIO_DEVICE_GET_PCI_HOT_RESET_INFO", 12, 0);
+pub const DEVICE_GET_PCI_HOT_RESET_INFO: IoctlDef =
+    vfio("VFIO_DEVICE_GET_PCI_HOT_RESET_INFO", 12, 0);
 /// `VFIO_IOMMU_MAP_DMA` (container; pins the caller's pages), the same number as
 /// `VFIO_DEVICE_PCI_HOT_RESET`.
 pub const IOMMU_MAP_DMA: IoctlDef = vfio("VFIO_IOMMU_MAP_DMA", 13, size_of::<VfioDmaMap>());

@@ -5,8 +5,8 @@
 //! gate. Nothing here knows TPU generations.
 
 pub mod abi;
+mod group;
 pub mod policy;
 pub mod sim;
-mod group;
 
 pub use group::{container_node, group_node_path};

@@ -36,7 +36,14 @@ pub fn rule(kind: FdKind, request: u32, arg: u64) -> Ruling {
                 known(CHECK_EXTENSION, Action::Continue)
             } else if is(&SET_IOMMU) {
                 let model_ok = arg == TYPE1_IOMMU || arg == TYPE1V2_IOMMU;
-                known(SET_IOMMU, if model_ok { Action::Continue } else { Action::Deny(Errno::EINVAL) })
+                known(
+                    SET_IOMMU,
+                    if model_ok {
+                        Action::Continue
+                    } else {
+                        Action::Deny(Errno::EINVAL)
+                    },
+                )
             } else if is(&IOMMU_GET_INFO) {
                 known(IOMMU_GET_INFO, Action::Continue)
             } else if is(&IOMMU_MAP_DMA) {
@@ -52,18 +59,28 @@ pub fn rule(kind: FdKind, request: u32, arg: u64) -> Ruling {
             }
         }
         FdKind::VfioGroup => {
-            match [GROUP_GET_STATUS, GROUP_SET_CONTAINER, GROUP_UNSET_CONTAINER, GROUP_GET_DEVICE_FD]
-                .into_iter()
-                .find(is)
+            match [
+                GROUP_GET_STATUS,
+                GROUP_SET_CONTAINER,
+                GROUP_UNSET_CONTAINER,
+                GROUP_GET_DEVICE_FD,
+            ]
+            .into_iter()
+            .find(is)
             {
                 Some(def) => known(def, Action::Continue),
                 None => unknown(request, UNKNOWN_ERRNO),
             }
         }
         FdKind::VfioDevice => {
-            if let Some(def) = [DEVICE_GET_INFO, DEVICE_GET_REGION_INFO, DEVICE_GET_IRQ_INFO, DEVICE_RESET]
-                .into_iter()
-                .find(is)
+            if let Some(def) = [
+                DEVICE_GET_INFO,
+                DEVICE_GET_REGION_INFO,
+                DEVICE_GET_IRQ_INFO,
+                DEVICE_RESET,
+            ]
+            .into_iter()
+            .find(is)
             {
                 known(def, Action::Continue)
             } else if is(&DEVICE_SET_IRQS) {
@@ -95,7 +112,9 @@ pub fn rule(kind: FdKind, request: u32, arg: u64) -> Ruling {
 fn check_dma_map(_: FdKind, arg: &[u8]) -> Result<(), Errno> {
     let argsz = field_u32(arg, 0).ok_or(Errno::EFAULT)?;
     let flags = field_u32(arg, 4).ok_or(Errno::EFAULT)?;
-    if (argsz as usize) < size_of::<VfioDmaMap>() || flags & !(DMA_MAP_FLAG_READ | DMA_MAP_FLAG_WRITE) != 0 {
+    if (argsz as usize) < size_of::<VfioDmaMap>()
+        || flags & !(DMA_MAP_FLAG_READ | DMA_MAP_FLAG_WRITE) != 0
+    {
         return Err(Errno::EINVAL);
     }
     Ok(())
@@ -105,7 +124,8 @@ fn check_dma_map(_: FdKind, arg: &[u8]) -> Result<(), Errno> {
 fn check_dma_unmap(_: FdKind, arg: &[u8]) -> Result<(), Errno> {
     let argsz = field_u32(arg, 0).ok_or(Errno::EFAULT)?;
     let flags = field_u32(arg, 4).ok_or(Errno::EFAULT)?;
-    if (argsz as usize) < size_of::<VfioDmaUnmap>() || flags & DMA_UNMAP_FLAG_GET_DIRTY_BITMAP != 0 {
+    if (argsz as usize) < size_of::<VfioDmaUnmap>() || flags & DMA_UNMAP_FLAG_GET_DIRTY_BITMAP != 0
+    {
         return Err(Errno::EINVAL);
     }
     Ok(())
@@ -131,30 +151,79 @@ mod tests {
 
     #[test]
     fn the_same_number_means_different_calls_per_fd_kind() {
-        assert!(matches!(action(FdKind::VfioContainer, IOMMU_MAP_DMA, 0), Action::CheckThenContinue(_)));
-        assert!(matches!(action(FdKind::VfioDevice, DEVICE_PCI_HOT_RESET, 0), Action::Deny(Errno::EPERM)));
-        assert!(matches!(action(FdKind::VfioContainer, IOMMU_DISABLE, 0), Action::Deny(Errno::EPERM)));
-        assert!(matches!(action(FdKind::VfioDevice, DEVICE_IOEVENTFD, 0), Action::Deny(Errno::EPERM)));
-        assert_eq!(rule(FdKind::VfioDevice, IOMMU_MAP_DMA.request, 0).ioctl.name, "VFIO_DEVICE_PCI_HOT_RESET");
-        assert!(matches!(action(FdKind::VfioGroup, DEVICE_GET_INFO, 0), Action::Deny(Errno::ENOTTY)));
+        assert!(matches!(
+            action(FdKind::VfioContainer, IOMMU_MAP_DMA, 0),
+            Action::CheckThenContinue(_)
+        ));
+        assert!(matches!(
+            action(FdKind::VfioDevice, DEVICE_PCI_HOT_RESET, 0),
+            Action::Deny(Errno::EPERM)
+        ));
+        assert!(matches!(
+            action(FdKind::VfioContainer, IOMMU_DISABLE, 0),
+            Action::Deny(Errno::EPERM)
+        ));
+        assert!(matches!(
+            action(FdKind::VfioDevice, DEVICE_IOEVENTFD, 0),
+            Action::Deny(Errno::EPERM)
+        ));
+        assert_eq!(
+            rule(FdKind::VfioDevice, IOMMU_MAP_DMA.request, 0)
+                .ioctl
+                .name,
+            "VFIO_DEVICE_PCI_HOT_RESET"
+        );
+        assert!(matches!(
+            action(FdKind::VfioGroup, DEVICE_GET_INFO, 0),
+            Action::Deny(Errno::ENOTTY)
+        ));
     }
 
     #[test]
     fn set_iommu_takes_type1_models_only() {
-        assert!(matches!(action(FdKind::VfioContainer, SET_IOMMU, TYPE1V2_IOMMU), Action::Continue));
-        assert!(matches!(action(FdKind::VfioContainer, SET_IOMMU, TYPE1_IOMMU), Action::Continue));
-        assert!(matches!(action(FdKind::VfioContainer, SET_IOMMU, SPAPR_TCE_IOMMU), Action::Deny(Errno::EINVAL)));
+        assert!(matches!(
+            action(FdKind::VfioContainer, SET_IOMMU, TYPE1V2_IOMMU),
+            Action::Continue
+        ));
+        assert!(matches!(
+            action(FdKind::VfioContainer, SET_IOMMU, TYPE1_IOMMU),
+            Action::Continue
+        ));
+        assert!(matches!(
+            action(FdKind::VfioContainer, SET_IOMMU, SPAPR_TCE_IOMMU),
+            Action::Deny(Errno::EINVAL)
+        ));
     }
 
     #[test]
     fn content_checks() {
         let map = |argsz: u32, flags: u32| [argsz.to_ne_bytes(), flags.to_ne_bytes()].concat();
-        assert_eq!(check_dma_map(FdKind::VfioContainer, &[map(32, 3), vec![0; 24]].concat()), Ok(()));
-        assert_eq!(check_dma_map(FdKind::VfioContainer, &[map(32, 4), vec![0; 24]].concat()), Err(Errno::EINVAL));
-        assert_eq!(check_dma_map(FdKind::VfioContainer, &map(16, 3)), Err(Errno::EINVAL));
-        assert_eq!(check_dma_unmap(FdKind::VfioContainer, &[map(24, 1), vec![0; 16]].concat()), Err(Errno::EINVAL));
-        let irqs = |index: u32| [20u32, 0x24, index, 0, 1].iter().flat_map(|v| v.to_ne_bytes()).collect::<Vec<_>>();
+        assert_eq!(
+            check_dma_map(FdKind::VfioContainer, &[map(32, 3), vec![0; 24]].concat()),
+            Ok(())
+        );
+        assert_eq!(
+            check_dma_map(FdKind::VfioContainer, &[map(32, 4), vec![0; 24]].concat()),
+            Err(Errno::EINVAL)
+        );
+        assert_eq!(
+            check_dma_map(FdKind::VfioContainer, &map(16, 3)),
+            Err(Errno::EINVAL)
+        );
+        assert_eq!(
+            check_dma_unmap(FdKind::VfioContainer, &[map(24, 1), vec![0; 16]].concat()),
+            Err(Errno::EINVAL)
+        );
+        let irqs = |index: u32| {
+            [20u32, 0x24, index, 0, 1]
+                .iter()
+                .flat_map(|v| v.to_ne_bytes())
+                .collect::<Vec<_>>()
+        };
         assert_eq!(check_set_irqs(FdKind::VfioDevice, &irqs(2)), Ok(()));
-        assert_eq!(check_set_irqs(FdKind::VfioDevice, &irqs(5)), Err(Errno::EINVAL));
+        assert_eq!(
+            check_set_irqs(FdKind::VfioDevice, &irqs(5)),
+            Err(Errno::EINVAL)
+        );
     }
 }

@@ -8,7 +8,7 @@ use nix::errno::Errno;
 
 use super::abi::*;
 use crate::pci::Bdf;
-use crate::supervisor::backend::{Call, SimReply};
+use crate::supervisor::backend::{Call, CarrierLookup, SimReply};
 use crate::supervisor::policy::{FdKind, field_u32, field_u64};
 
 const PAGE: u64 = 4096;
@@ -103,7 +103,13 @@ impl VfioSim {
             return Err(Errno::ENODEV);
         }
         let handle = self.handle();
-        self.groups.insert(handle, Group { number, container: None });
+        self.groups.insert(
+            handle,
+            Group {
+                number,
+                container: None,
+            },
+        );
         Ok(handle)
     }
 
@@ -112,11 +118,18 @@ impl VfioSim {
         self.groups.get(&handle).map(|g| g.number)
     }
 
-    /// Runs a VFIO call on file `handle` of `kind`.
-    pub fn ioctl(&mut self, kind: FdKind, handle: u64, call: &mut Call<'_>) -> Result<SimReply, Errno> {
+    /// Runs a VFIO call on file `handle` of `kind`; `carriers` finds the simulated files the
+    /// call names by fd.
+    pub fn ioctl(
+        &mut self,
+        kind: FdKind,
+        handle: u64,
+        call: &mut Call<'_>,
+        carriers: CarrierLookup<'_>,
+    ) -> Result<SimReply, Errno> {
         match kind {
             FdKind::VfioContainer => self.container_ioctl(handle, call),
-            FdKind::VfioGroup => self.group_ioctl(handle, call),
+            FdKind::VfioGroup => self.group_ioctl(handle, call, carriers),
             FdKind::VfioDevice => self.device_ioctl(handle, call),
             FdKind::Accel { .. } => Err(Errno::ENOTTY),
         }
@@ -129,7 +142,9 @@ impl VfioSim {
         if request == GET_API_VERSION.request {
             value(0)
         } else if request == CHECK_EXTENSION.request {
-            value(i64::from(call.arg == TYPE1_IOMMU || call.arg == TYPE1V2_IOMMU))
+            value(i64::from(
+                call.arg == TYPE1_IOMMU || call.arg == TYPE1V2_IOMMU,
+            ))
         } else if request == SET_IOMMU.request {
             if container.groups.is_empty() || container.iommu.is_some() {
                 return Err(Errno::EINVAL);
@@ -150,12 +165,23 @@ impl VfioSim {
             value(0)
         } else if request == IOMMU_MAP_DMA.request {
             let arg = call.read_arg(size_of::<VfioDmaMap>())?;
-            let (vaddr, iova, size) = (field_u64(&arg, 8).unwrap_or(0), field_u64(&arg, 16).unwrap_or(0), field_u64(&arg, 24).unwrap_or(0));
-            if container.iommu.is_none() || size == 0 || [vaddr, iova, size].iter().any(|v| v % PAGE != 0) {
+            let (vaddr, iova, size) = (
+                field_u64(&arg, 8).unwrap_or(0),
+                field_u64(&arg, 16).unwrap_or(0),
+                field_u64(&arg, 24).unwrap_or(0),
+            );
+            if container.iommu.is_none()
+                || size == 0
+                || [vaddr, iova, size].iter().any(|v| v % PAGE != 0)
+            {
                 return Err(Errno::EINVAL);
             }
             let end = iova.checked_add(size).ok_or(Errno::EINVAL)?;
-            if container.mappings.range(..end).any(|(start, (len, _))| start + len > iova) {
+            if container
+                .mappings
+                .range(..end)
+                .any(|(start, (len, _))| start + len > iova)
+            {
                 return Err(Errno::EEXIST);
             }
             if container.mappings.len() >= DMA_ENTRY_LIMIT {
@@ -170,10 +196,22 @@ impl VfioSim {
             value(0)
         } else if request == IOMMU_UNMAP_DMA.request {
             let arg = call.read_arg(size_of::<VfioDmaUnmap>())?;
-            let (iova, size) = (field_u64(&arg, 8).unwrap_or(0), field_u64(&arg, 16).unwrap_or(0));
+            let (iova, size) = (
+                field_u64(&arg, 8).unwrap_or(0),
+                field_u64(&arg, 16).unwrap_or(0),
+            );
             let end = iova.saturating_add(size);
-            let inside: Vec<u64> = container.mappings.range(iova..end).filter(|(s, (l, _))| *s + l <= end).map(|(s, _)| *s).collect();
-            let unmapped: u64 = inside.iter().filter_map(|s| container.mappings.remove(s)).map(|(l, _)| l).sum();
+            let inside: Vec<u64> = container
+                .mappings
+                .range(iova..end)
+                .filter(|(s, (l, _))| *s + l <= end)
+                .map(|(s, _)| *s)
+                .collect();
+            let unmapped: u64 = inside
+                .iter()
+                .filter_map(|s| container.mappings.remove(s))
+                .map(|(l, _)| l)
+                .sum();
             call.write_arg(16, &unmapped.to_ne_bytes())?;
             value(0)
         } else {
@@ -181,7 +219,12 @@ impl VfioSim {
         }
     }
 
-    fn group_ioctl(&mut self, handle: u64, call: &mut Call<'_>) -> Result<SimReply, Errno> {
+    fn group_ioctl(
+        &mut self,
+        handle: u64,
+        call: &mut Call<'_>,
+        carriers: CarrierLookup<'_>,
+    ) -> Result<SimReply, Errno> {
         let request = call.ioctl.request;
         let group = self.groups.get(&handle).ok_or(Errno::EBADF)?;
         let (number, container) = (group.number, group.container);
@@ -190,12 +233,18 @@ impl VfioSim {
             if (argsz as usize) < size_of::<VfioGroupStatus>() {
                 return Err(Errno::EINVAL);
             }
-            let flags = GROUP_FLAGS_VIABLE | if container.is_some() { GROUP_FLAGS_CONTAINER_SET } else { 0 };
+            let flags = GROUP_FLAGS_VIABLE
+                | if container.is_some() {
+                    GROUP_FLAGS_CONTAINER_SET
+                } else {
+                    0
+                };
             call.write_arg(4, &flags.to_ne_bytes())?;
             Ok(SimReply::Value(0))
         } else if request == GROUP_SET_CONTAINER.request {
             let fd = i32::from_ne_bytes(call.read_arg(4)?.try_into().map_err(|_| Errno::EFAULT)?);
-            let (kind, target) = (call.resolve_fd)(fd).ok_or(Errno::EBADF)?;
+            let key = (call.fd_key)(fd).ok_or(Errno::EBADF)?;
+            let (kind, target) = carriers(key).ok_or(Errno::EINVAL)?;
             if kind != FdKind::VfioContainer {
                 return Err(Errno::EINVAL);
             }
@@ -220,15 +269,28 @@ impl VfioSim {
         } else if request == GROUP_GET_DEVICE_FD.request {
             let name = call.memory.read_cstr(call.arg, 4096)?;
             let name = std::str::from_utf8(&name).map_err(|_| Errno::EINVAL)?;
-            let ready = container.and_then(|c| self.containers.get(&c)).is_some_and(|c| c.iommu.is_some());
+            let ready = container
+                .and_then(|c| self.containers.get(&c))
+                .is_some_and(|c| c.iommu.is_some());
             if !ready {
                 return Err(Errno::EINVAL);
             }
             let spec = self.specs.get(&number).ok_or(Errno::ENODEV)?;
-            let bdf = spec.bdfs.iter().copied().find(|b| b.to_string() == name).ok_or(Errno::ENODEV)?;
+            let bdf = spec
+                .bdfs
+                .iter()
+                .copied()
+                .find(|b| b.to_string() == name)
+                .ok_or(Errno::ENODEV)?;
             let (vendor, device) = spec.ids;
             let handle = self.handle();
-            self.devices.insert(handle, Device { bdf, irqs: BTreeMap::new() });
+            self.devices.insert(
+                handle,
+                Device {
+                    bdf,
+                    irqs: BTreeMap::new(),
+                },
+            );
             let config_offset = u64::from(PCI_CONFIG_REGION) << REGION_OFFSET_SHIFT;
             Ok(SimReply::NewFile {
                 kind: FdKind::VfioDevice,
@@ -249,12 +311,21 @@ impl VfioSim {
             if argsz(call)? < 16 {
                 return Err(Errno::EINVAL);
             }
-            call.write_arg(4, &u32s(&[DEVICE_FLAGS_PCI | DEVICE_FLAGS_RESET, PCI_NUM_REGIONS, PCI_NUM_IRQS]))?;
+            call.write_arg(
+                4,
+                &u32s(&[
+                    DEVICE_FLAGS_PCI | DEVICE_FLAGS_RESET,
+                    PCI_NUM_REGIONS,
+                    PCI_NUM_IRQS,
+                ]),
+            )?;
             Ok(SimReply::Value(0))
         } else if request == DEVICE_GET_REGION_INFO.request {
             let arg = call.read_arg(size_of::<VfioRegionInfo>())?;
             let index = field_u32(&arg, 8).unwrap_or(u32::MAX);
-            if (field_u32(&arg, 0).unwrap_or(0) as usize) < size_of::<VfioRegionInfo>() || index >= PCI_NUM_REGIONS {
+            if (field_u32(&arg, 0).unwrap_or(0) as usize) < size_of::<VfioRegionInfo>()
+                || index >= PCI_NUM_REGIONS
+            {
                 return Err(Errno::EINVAL);
             }
             let rw_mmap = REGION_FLAG_READ | REGION_FLAG_WRITE | REGION_FLAG_MMAP;
@@ -281,7 +352,8 @@ impl VfioSim {
             Ok(SimReply::Value(0))
         } else if request == DEVICE_SET_IRQS.request {
             let header = call.read_arg(size_of::<VfioIrqSet>())?;
-            let [argsz, flags, index, start, count] = [0, 4, 8, 12, 16].map(|o| field_u32(&header, o).unwrap_or(0));
+            let [argsz, flags, index, start, count] =
+                [0, 4, 8, 12, 16].map(|o| field_u32(&header, o).unwrap_or(0));
             if index >= PCI_NUM_IRQS {
                 return Err(Errno::EINVAL);
             }
@@ -291,9 +363,15 @@ impl VfioSim {
             }
             match flags & IRQ_SET_DATA_TYPE_MASK {
                 IRQ_SET_DATA_NONE => {}
-                IRQ_SET_DATA_BOOL if argsz as usize >= size_of::<VfioIrqSet>() + count as usize => {}
-                IRQ_SET_DATA_EVENTFD if argsz as usize >= size_of::<VfioIrqSet>() + 4 * count as usize => {
-                    let data = call.memory.read(call.arg + size_of::<VfioIrqSet>() as u64, 4 * count as usize)?;
+                IRQ_SET_DATA_BOOL if argsz as usize >= size_of::<VfioIrqSet>() + count as usize => {
+                }
+                IRQ_SET_DATA_EVENTFD
+                    if argsz as usize >= size_of::<VfioIrqSet>() + 4 * count as usize =>
+                {
+                    let data = call.memory.read(
+                        call.arg + size_of::<VfioIrqSet>() as u64,
+                        4 * count as usize,
+                    )?;
                     for (i, chunk) in data.chunks(4).enumerate() {
                         let fd = i32::from_ne_bytes(chunk.try_into().map_err(|_| Errno::EFAULT)?);
                         let vector = start + i as u32;
@@ -322,7 +400,10 @@ impl VfioSim {
 /// vfio-pci's IRQ info per index: INTx (maskable, automasked), MSI, MSI-X, ERR, REQ.
 fn irq_info(index: u32) -> (u32, u32) {
     match index {
-        0 => (IRQ_INFO_EVENTFD | IRQ_INFO_MASKABLE | IRQ_INFO_AUTOMASKED, 1),
+        0 => (
+            IRQ_INFO_EVENTFD | IRQ_INFO_MASKABLE | IRQ_INFO_AUTOMASKED,
+            1,
+        ),
         PCI_MSIX_IRQ => (IRQ_INFO_EVENTFD | IRQ_INFO_NORESIZE, MSIX_VECTORS),
         _ => (IRQ_INFO_EVENTFD | IRQ_INFO_NORESIZE, 1),
     }
@@ -361,13 +442,31 @@ mod tests {
     fn world() -> World {
         let mut sim = VfioSim::default();
         let bdf = Bdf::parse("0000:00:04.0").unwrap();
-        sim.add_group(GroupSpec { number: 0, bdfs: vec![bdf], ids: (0x1ae0, 0x0063) });
+        sim.add_group(GroupSpec {
+            number: 0,
+            bdfs: vec![bdf],
+            ids: (0x1ae0, 0x0063),
+        });
         let container = sim.open_container();
         let group = sim.open_group(0).unwrap();
-        World { sim, mem: FakeMemory { base: BASE, bytes: RefCell::new(vec![0; 0x10_0000]) }, container, group }
+        World {
+            sim,
+            mem: FakeMemory {
+                base: BASE,
+                bytes: RefCell::new(vec![0; 0x10_0000]),
+            },
+            container,
+            group,
+        }
     }
 
-    fn call(w: &mut World, kind: FdKind, handle: u64, def: IoctlDef, arg: u64) -> Result<SimReply, Errno> {
+    fn call(
+        w: &mut World,
+        kind: FdKind,
+        handle: u64,
+        def: IoctlDef,
+        arg: u64,
+    ) -> Result<SimReply, Errno> {
         let container = w.container;
         let mut call = Call {
             kind,
@@ -375,11 +474,18 @@ mod tests {
             arg,
             copy: None,
             memory: &w.mem,
-            caller: Caller { tgid: std::process::id() as i32, euid: 0, egid: 0 },
-            resolve_fd: &move |fd| (fd == 3).then_some((FdKind::VfioContainer, container)),
+            caller: Caller {
+                tgid: std::process::id() as i32,
+                euid: 0,
+                egid: 0,
+            },
+            fd_key: &|fd| (fd == 3).then_some((0, 3)),
             is_eventfd: &|fd| fd >= 10,
+            received: Default::default(),
         };
-        w.sim.ioctl(kind, handle, &mut call)
+        w.sim.ioctl(kind, handle, &mut call, &move |key| {
+            (key == (0, 3)).then_some((FdKind::VfioContainer, container))
+        })
     }
 
     fn value(reply: Result<SimReply, Errno>) -> Result<i64, Errno> {
@@ -392,13 +498,32 @@ mod tests {
     fn setup(w: &mut World) -> u64 {
         w.mem.write(BASE, &3i32.to_ne_bytes()).unwrap();
         let (c, g) = (w.container, w.group);
-        assert_eq!(value(call(w, FdKind::VfioContainer, c, SET_IOMMU, TYPE1V2_IOMMU)), Err(Errno::EINVAL), "no group yet");
-        assert_eq!(value(call(w, FdKind::VfioGroup, g, GROUP_SET_CONTAINER, BASE)), Ok(0));
+        assert_eq!(
+            value(call(w, FdKind::VfioContainer, c, SET_IOMMU, TYPE1V2_IOMMU)),
+            Err(Errno::EINVAL),
+            "no group yet"
+        );
+        assert_eq!(
+            value(call(w, FdKind::VfioGroup, g, GROUP_SET_CONTAINER, BASE)),
+            Ok(0)
+        );
         w.mem.write(BASE, b"0000:00:04.0\0").unwrap();
-        assert_eq!(value(call(w, FdKind::VfioGroup, g, GROUP_GET_DEVICE_FD, BASE)), Err(Errno::EINVAL), "no IOMMU yet");
-        assert_eq!(value(call(w, FdKind::VfioContainer, c, SET_IOMMU, TYPE1V2_IOMMU)), Ok(0));
+        assert_eq!(
+            value(call(w, FdKind::VfioGroup, g, GROUP_GET_DEVICE_FD, BASE)),
+            Err(Errno::EINVAL),
+            "no IOMMU yet"
+        );
+        assert_eq!(
+            value(call(w, FdKind::VfioContainer, c, SET_IOMMU, TYPE1V2_IOMMU)),
+            Ok(0)
+        );
         match call(w, FdKind::VfioGroup, g, GROUP_GET_DEVICE_FD, BASE).unwrap() {
-            SimReply::NewFile { kind: FdKind::VfioDevice, handle, contents, .. } => {
+            SimReply::NewFile {
+                kind: FdKind::VfioDevice,
+                handle,
+                contents,
+                ..
+            } => {
                 assert_eq!(contents[0].0, 7 << 40);
                 assert_eq!(contents[0].1[..4], [0xe0, 0x1a, 0x63, 0x00]);
                 handle
@@ -411,42 +536,167 @@ mod tests {
     fn the_libtpu_sequence() {
         let mut w = world();
         let (c, g) = (w.container, w.group);
-        assert_eq!(value(call(&mut w, FdKind::VfioContainer, c, GET_API_VERSION, 0)), Ok(0));
-        assert_eq!(value(call(&mut w, FdKind::VfioContainer, c, CHECK_EXTENSION, TYPE1V2_IOMMU)), Ok(1));
-        assert_eq!(value(call(&mut w, FdKind::VfioContainer, c, CHECK_EXTENSION, SPAPR_TCE_IOMMU)), Ok(0));
+        assert_eq!(
+            value(call(&mut w, FdKind::VfioContainer, c, GET_API_VERSION, 0)),
+            Ok(0)
+        );
+        assert_eq!(
+            value(call(
+                &mut w,
+                FdKind::VfioContainer,
+                c,
+                CHECK_EXTENSION,
+                TYPE1V2_IOMMU
+            )),
+            Ok(1)
+        );
+        assert_eq!(
+            value(call(
+                &mut w,
+                FdKind::VfioContainer,
+                c,
+                CHECK_EXTENSION,
+                SPAPR_TCE_IOMMU
+            )),
+            Ok(0)
+        );
         let device = setup(&mut w);
         w.mem.write(BASE, b"0000:00:05.0\0").unwrap();
-        assert_eq!(value(call(&mut w, FdKind::VfioGroup, g, GROUP_GET_DEVICE_FD, BASE)), Err(Errno::ENODEV), "a foreign BDF");
+        assert_eq!(
+            value(call(
+                &mut w,
+                FdKind::VfioGroup,
+                g,
+                GROUP_GET_DEVICE_FD,
+                BASE
+            )),
+            Err(Errno::ENODEV),
+            "a foreign BDF"
+        );
 
         w.mem.write(BASE, &u32s(&[24, 0, 0, 0, 0, 0])).unwrap();
-        assert_eq!(value(call(&mut w, FdKind::VfioDevice, device, DEVICE_GET_INFO, BASE)), Ok(0));
+        assert_eq!(
+            value(call(
+                &mut w,
+                FdKind::VfioDevice,
+                device,
+                DEVICE_GET_INFO,
+                BASE
+            )),
+            Ok(0)
+        );
         assert_eq!(w.mem.read(BASE + 4, 12).unwrap(), u32s(&[3, 9, 5]));
         for index in 0..9u32 {
-            w.mem.write(BASE, &u32s(&[32, 0, index, 0, 0, 0, 0, 0])).unwrap();
-            assert_eq!(value(call(&mut w, FdKind::VfioDevice, device, DEVICE_GET_REGION_INFO, BASE)), Ok(0));
+            w.mem
+                .write(BASE, &u32s(&[32, 0, index, 0, 0, 0, 0, 0]))
+                .unwrap();
+            assert_eq!(
+                value(call(
+                    &mut w,
+                    FdKind::VfioDevice,
+                    device,
+                    DEVICE_GET_REGION_INFO,
+                    BASE
+                )),
+                Ok(0)
+            );
             let offset = field_u64(&w.mem.read(BASE, 32).unwrap(), 24).unwrap();
             assert_eq!(offset, u64::from(index) << 40);
         }
-        w.mem.write(BASE, &u32s(&[32, 0, 9, 0, 0, 0, 0, 0])).unwrap();
-        assert_eq!(value(call(&mut w, FdKind::VfioDevice, device, DEVICE_GET_REGION_INFO, BASE)), Err(Errno::EINVAL));
+        w.mem
+            .write(BASE, &u32s(&[32, 0, 9, 0, 0, 0, 0, 0]))
+            .unwrap();
+        assert_eq!(
+            value(call(
+                &mut w,
+                FdKind::VfioDevice,
+                device,
+                DEVICE_GET_REGION_INFO,
+                BASE
+            )),
+            Err(Errno::EINVAL)
+        );
 
-        w.mem.write(BASE, &u32s(&[20 + 8, 0x24, 2, 0, 2, 10, 11])).unwrap();
-        assert_eq!(value(call(&mut w, FdKind::VfioDevice, device, DEVICE_SET_IRQS, BASE)), Ok(0));
-        w.mem.write(BASE, &u32s(&[20 + 4, 0x24, 2, 15, 2, 10])).unwrap();
-        assert_eq!(value(call(&mut w, FdKind::VfioDevice, device, DEVICE_SET_IRQS, BASE)), Err(Errno::EINVAL), "past the vectors");
+        w.mem
+            .write(BASE, &u32s(&[20 + 8, 0x24, 2, 0, 2, 10, 11]))
+            .unwrap();
+        assert_eq!(
+            value(call(
+                &mut w,
+                FdKind::VfioDevice,
+                device,
+                DEVICE_SET_IRQS,
+                BASE
+            )),
+            Ok(0)
+        );
+        w.mem
+            .write(BASE, &u32s(&[20 + 4, 0x24, 2, 15, 2, 10]))
+            .unwrap();
+        assert_eq!(
+            value(call(
+                &mut w,
+                FdKind::VfioDevice,
+                device,
+                DEVICE_SET_IRQS,
+                BASE
+            )),
+            Err(Errno::EINVAL),
+            "past the vectors"
+        );
 
-        let dma = |vaddr: u64, iova: u64, size: u64| [u32s(&[32, 3]), vaddr.to_ne_bytes().to_vec(), iova.to_ne_bytes().to_vec(), size.to_ne_bytes().to_vec()].concat();
-        w.mem.write(BASE, &dma(BASE + 0x1000, 0x1_0000_0000, 0x2000)).unwrap();
-        assert_eq!(value(call(&mut w, FdKind::VfioContainer, c, IOMMU_MAP_DMA, BASE)), Ok(0));
-        w.mem.write(BASE, &dma(BASE + 0x1000, 0x1_0000_1000, 0x2000)).unwrap();
-        assert_eq!(value(call(&mut w, FdKind::VfioContainer, c, IOMMU_MAP_DMA, BASE)), Err(Errno::EEXIST));
-        w.mem.write(BASE, &dma(BASE + 0x1001, 0x2_0000_0000, 0x2000)).unwrap();
-        assert_eq!(value(call(&mut w, FdKind::VfioContainer, c, IOMMU_MAP_DMA, BASE)), Err(Errno::EINVAL));
-        let unmap = [u32s(&[24, 0]), 0x1_0000_0000u64.to_ne_bytes().to_vec(), 0x2000u64.to_ne_bytes().to_vec()].concat();
+        let dma = |vaddr: u64, iova: u64, size: u64| {
+            [
+                u32s(&[32, 3]),
+                vaddr.to_ne_bytes().to_vec(),
+                iova.to_ne_bytes().to_vec(),
+                size.to_ne_bytes().to_vec(),
+            ]
+            .concat()
+        };
+        w.mem
+            .write(BASE, &dma(BASE + 0x1000, 0x1_0000_0000, 0x2000))
+            .unwrap();
+        assert_eq!(
+            value(call(&mut w, FdKind::VfioContainer, c, IOMMU_MAP_DMA, BASE)),
+            Ok(0)
+        );
+        w.mem
+            .write(BASE, &dma(BASE + 0x1000, 0x1_0000_1000, 0x2000))
+            .unwrap();
+        assert_eq!(
+            value(call(&mut w, FdKind::VfioContainer, c, IOMMU_MAP_DMA, BASE)),
+            Err(Errno::EEXIST)
+        );
+        w.mem
+            .write(BASE, &dma(BASE + 0x1001, 0x2_0000_0000, 0x2000))
+            .unwrap();
+        assert_eq!(
+            value(call(&mut w, FdKind::VfioContainer, c, IOMMU_MAP_DMA, BASE)),
+            Err(Errno::EINVAL)
+        );
+        let unmap = [
+            u32s(&[24, 0]),
+            0x1_0000_0000u64.to_ne_bytes().to_vec(),
+            0x2000u64.to_ne_bytes().to_vec(),
+        ]
+        .concat();
         w.mem.write(BASE, &unmap).unwrap();
-        assert_eq!(value(call(&mut w, FdKind::VfioContainer, c, IOMMU_UNMAP_DMA, BASE)), Ok(0));
+        assert_eq!(
+            value(call(
+                &mut w,
+                FdKind::VfioContainer,
+                c,
+                IOMMU_UNMAP_DMA,
+                BASE
+            )),
+            Ok(0)
+        );
         assert_eq!(field_u64(&w.mem.read(BASE, 24).unwrap(), 16), Some(0x2000));
-        assert_eq!(value(call(&mut w, FdKind::VfioDevice, device, DEVICE_RESET, 0)), Ok(0));
+        assert_eq!(
+            value(call(&mut w, FdKind::VfioDevice, device, DEVICE_RESET, 0)),
+            Ok(0)
+        );
     }
 
     #[test]
@@ -454,14 +704,26 @@ mod tests {
         let mut w = world();
         let g = w.group;
         w.mem.write(BASE, &u32s(&[8, 0])).unwrap();
-        assert_eq!(value(call(&mut w, FdKind::VfioGroup, g, GROUP_GET_STATUS, BASE)), Ok(0));
+        assert_eq!(
+            value(call(&mut w, FdKind::VfioGroup, g, GROUP_GET_STATUS, BASE)),
+            Ok(0)
+        );
         assert_eq!(field_u32(&w.mem.read(BASE, 8).unwrap(), 4), Some(1));
         setup(&mut w);
         w.mem.write(BASE, &u32s(&[8, 0])).unwrap();
-        assert_eq!(value(call(&mut w, FdKind::VfioGroup, g, GROUP_GET_STATUS, BASE)), Ok(0));
+        assert_eq!(
+            value(call(&mut w, FdKind::VfioGroup, g, GROUP_GET_STATUS, BASE)),
+            Ok(0)
+        );
         assert_eq!(field_u32(&w.mem.read(BASE, 8).unwrap(), 4), Some(3));
-        assert_eq!(value(call(&mut w, FdKind::VfioGroup, g, GROUP_UNSET_CONTAINER, 0)), Ok(0));
-        assert_eq!(value(call(&mut w, FdKind::VfioGroup, g, GROUP_UNSET_CONTAINER, 0)), Err(Errno::EINVAL));
+        assert_eq!(
+            value(call(&mut w, FdKind::VfioGroup, g, GROUP_UNSET_CONTAINER, 0)),
+            Ok(0)
+        );
+        assert_eq!(
+            value(call(&mut w, FdKind::VfioGroup, g, GROUP_UNSET_CONTAINER, 0)),
+            Err(Errno::EINVAL)
+        );
         assert_eq!(w.sim.open_group(9).unwrap_err(), Errno::ENODEV);
     }
 }

@@ -1,0 +1,172 @@
+//! The ioctl gate's supervisor process, beside the sandbox.
+//!
+//! It is forked from the launcher before the sandbox exists, so that it stays in the host's
+//! namespaces (it reads `/proc/<tid>` of the workload and duplicates its fds) and keeps the
+//! launcher's privileges, while the sandbox gives its own up. It waits for the workload's
+//! listener, serves it until the last sandboxed process is gone, and writes its counts to a pipe
+//! the launcher reads. It dies with the launcher; if it dies first, the workload's accelerator
+//! ioctls fail with ENOSYS (fail closed).
+
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::Duration;
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{Signal, kill};
+use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::{ForkResult, Pid};
+
+use super::BootError;
+use super::launch::FORWARDED_SIGNALS;
+use super::sys::{fork_process, ignore_signal};
+use crate::supervisor::abi::SockFilter;
+use crate::supervisor::filter::{Arch, build};
+use crate::supervisor::gate::{GateConfig, serve};
+use crate::supervisor::handoff::{check_kernel, install_and_send, receive_listener};
+use crate::supervisor::stats::Stats;
+
+/// How long the launcher waits for the supervisor's counts once the sandbox is gone.
+const STATS_WAIT: Duration = Duration::from_secs(10);
+
+/// What the workload needs to put itself behind the gate.
+pub struct WorkloadGate {
+    program: Vec<SockFilter>,
+    socket: OwnedFd,
+}
+
+impl WorkloadGate {
+    /// Installs the filter and hands the listener over; for the workload, just before exec.
+    pub fn install(self) -> Result<(), String> {
+        install_and_send(&self.program, self.socket).map_err(|e| e.to_string())
+    }
+}
+
+/// The running supervisor, as the launcher holds it.
+pub struct GateProcess {
+    pid: Pid,
+    stats: OwnedFd,
+}
+
+/// What the launcher learns from the supervisor at the end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GateReport {
+    /// The supervisor served the sandbox to its end.
+    Finished(Stats),
+    /// The workload never handed its listener over (it failed before exec).
+    NeverStarted,
+    /// The supervisor ended without counts (it was killed, or failed); the workload's
+    /// accelerator ioctls failed closed from then on.
+    Died(String),
+}
+
+impl GateProcess {
+    /// Checks the kernel, builds the filter and forks the supervisor; returns it with the
+    /// workload's half of the hand-off.
+    pub fn start(config: GateConfig) -> Result<(Self, WorkloadGate), BootError> {
+        let gate_error = |what: &str, e: &dyn std::fmt::Display| {
+            BootError::Launch(format!("ioctl gate: {what}: {e}"))
+        };
+        check_kernel().map_err(|e| gate_error("seccomp", &e))?;
+        let arch = Arch::native().ok_or_else(|| {
+            BootError::Launch("ioctl gate: no seccomp filter for this architecture".into())
+        })?;
+        let program = build(arch, &config.filter_spec());
+        let (ours, theirs) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .map_err(|e| gate_error("socketpair", &e))?;
+        let (stats_read, stats_write) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| gate_error("pipe", &e))?;
+        let launcher = nix::unistd::getpid();
+        match fork_process().map_err(|e| gate_error("fork the supervisor", &e))? {
+            ForkResult::Child => {
+                drop((theirs, stats_read));
+                std::process::exit(supervisor_main(launcher, ours, stats_write, config));
+            }
+            ForkResult::Parent { child } => Ok((
+                Self {
+                    pid: child,
+                    stats: stats_read,
+                },
+                WorkloadGate {
+                    program,
+                    socket: theirs,
+                },
+            )),
+        }
+    }
+
+    /// Stops the supervisor at once (the sandbox never started).
+    pub fn abort(self) {
+        let _ = kill(self.pid, Signal::SIGKILL);
+        let _ = waitpid(self.pid, None);
+    }
+
+    /// After the sandbox is gone: the supervisor's counts, and its exit.
+    pub fn finish(self) -> GateReport {
+        let mut text = String::new();
+        let mut fds = [PollFd::new(self.stats.as_fd(), PollFlags::POLLIN)];
+        let timeout = PollTimeout::try_from(STATS_WAIT).unwrap_or(PollTimeout::MAX);
+        let ready = matches!(poll(&mut fds, timeout), Ok(n) if n > 0);
+        if ready {
+            let _ = std::fs::File::from(self.stats).read_to_string(&mut text);
+        } else {
+            let _ = kill(self.pid, Signal::SIGKILL);
+        }
+        let status = waitpid(self.pid, None);
+        match serde_json::from_str::<Stats>(&text) {
+            Ok(stats) => GateReport::Finished(stats),
+            Err(_) if text.is_empty() && matches!(status, Ok(WaitStatus::Exited(_, 0))) => {
+                GateReport::NeverStarted
+            }
+            Err(_) => GateReport::Died(match status {
+                Ok(WaitStatus::Signaled(_, signal, _)) => format!("killed by {signal}"),
+                Ok(WaitStatus::Exited(_, code)) => format!("exited with status {code}"),
+                _ if !ready => "gave no counts in time".to_owned(),
+                other => format!("{other:?}"),
+            }),
+        }
+    }
+}
+
+/// The supervisor process. Returns its exit status.
+fn supervisor_main(launcher: Pid, socket: OwnedFd, stats: OwnedFd, config: GateConfig) -> i32 {
+    // Dies with the launcher; Ctrl-C and the signals the launcher forwards are the workload's
+    // business, not a reason to stop gating its calls.
+    if nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).is_err()
+        || nix::unistd::getppid() != launcher
+    {
+        return 1;
+    }
+    // What `ps` shows, and what tests look for.
+    let _ = nix::sys::prctl::set_name(c"accelgate-gate");
+    for forwarded in FORWARDED_SIGNALS {
+        let _ = ignore_signal(forwarded);
+    }
+    let listener = match receive_listener(socket.as_fd()) {
+        Ok(Some(listener)) => listener,
+        // The workload failed before exec; the launcher reports why. Exiting 0 without counts
+        // tells it that this is what happened.
+        Ok(None) => return 0,
+        Err(e) => {
+            tracing::error!(%e, "ioctl gate");
+            return 1;
+        }
+    };
+    drop(socket);
+    match serve(listener, config) {
+        Ok(counts) => {
+            let json = serde_json::to_string(&counts).unwrap_or_default();
+            let _ = std::fs::File::from(stats).write_all(json.as_bytes());
+            0
+        }
+        Err(e) => {
+            tracing::error!(%e, "ioctl gate: the notification loop failed");
+            1
+        }
+    }
+}
