@@ -16,6 +16,13 @@ use crate::supervisor::policy::{Action, FdKind, Ruling, field_u64, unknown};
 /// Offset of `event_fd` in `struct gasket_interrupt_mapping`.
 const MAPPING_EVENT_FD: usize = 8;
 
+/// Whether `request` is a gasket number (magic 0xDC, which no other driver uses). On any other
+/// file it is answered ENOTTY by the gate rather than continued, so that a second thread cannot
+/// swap an accel file in under the number between the check and the call.
+pub const fn owns(request: u32) -> bool {
+    crate::supervisor::ioctl::ioc_type(request) == super::abi::GASKET_MAGIC
+}
+
 /// What the gasket driver answers for a request it does not know.
 pub const UNKNOWN_ERRNO: Errno = Errno::EINVAL;
 

@@ -117,6 +117,7 @@ fn gate_config(
         executor_threads: EXECUTOR_THREADS,
         max_in_flight: MAX_IN_FLIGHT,
         deadline: EMULATION_DEADLINE,
+        sync_wake_up: true,
     }))
 }
 

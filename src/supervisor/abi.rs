@@ -3,6 +3,9 @@
 //! the filter is a few dozen instructions best kept in plain sight. Every number is pinned to the
 //! kernel's in the tests below.
 
+/// `pidfd_open` flag: a pidfd for a thread rather than a thread group (Linux 6.9; `O_EXCL`).
+pub const PIDFD_THREAD: u32 = 0o200;
+
 /// `seccomp(2)` operation: install a filter.
 pub const SECCOMP_SET_MODE_FILTER: u32 = 1;
 /// `seccomp(2)` operation: whether the kernel knows a return action.
@@ -118,6 +121,47 @@ pub struct SeccompNotifSizes {
     pub seccomp_data: u16,
 }
 
+/// `struct pidfd_info` (`include/uapi/linux/pidfd.h`, Linux 6.13), the first version: who a
+/// pidfd's task is, with its credentials, in one ioctl instead of a `/proc/<tid>/status` read.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PidfdInfo {
+    /// `PIDFD_INFO_*` fields requested, then returned.
+    pub mask: u64,
+    /// cgroup id.
+    pub cgroupid: u64,
+    /// Thread id, in the caller's pid namespace.
+    pub pid: u32,
+    /// Thread group id.
+    pub tgid: u32,
+    /// Parent's thread group id.
+    pub ppid: u32,
+    /// Real uid.
+    pub ruid: u32,
+    /// Real gid.
+    pub rgid: u32,
+    /// Effective uid.
+    pub euid: u32,
+    /// Effective gid.
+    pub egid: u32,
+    /// Saved uid.
+    pub suid: u32,
+    /// Saved gid.
+    pub sgid: u32,
+    /// Filesystem uid.
+    pub fsuid: u32,
+    /// Filesystem gid.
+    pub fsgid: u32,
+    /// Padding.
+    pub spare0: u32,
+}
+
+/// `PIDFD_INFO_PID | PIDFD_INFO_CREDS`: ids and credentials (always returned).
+pub const PIDFD_INFO_PID_AND_CREDS: u64 = 0b11;
+/// `PIDFD_GET_INFO`: `_IOWR(PIDFS_IOCTL_MAGIC 0xFF, 11, struct pidfd_info)`.
+pub const PIDFD_GET_INFO: u32 = super::ioctl::iowr(0xff, 11, size_of::<PidfdInfo>());
+
+const _: () = assert!(size_of::<PidfdInfo>() == 64);
 const _: () = assert!(size_of::<SeccompData>() == 64);
 const _: () = assert!(size_of::<SeccompNotif>() == 80);
 const _: () = assert!(size_of::<SeccompNotifResp>() == 24);
@@ -210,6 +254,8 @@ mod tests {
             u64::from(SECCOMP_IOCTL_NOTIF_ADDFD),
             libc::SECCOMP_IOCTL_NOTIF_ADDFD
         );
+        assert_eq!(PIDFD_THREAD, libc::O_EXCL as u32);
+        assert_eq!(PIDFD_GET_INFO, 0xc040_ff0b);
         assert_eq!(SECCOMP_RET_USER_NOTIF, libc::SECCOMP_RET_USER_NOTIF);
         assert_eq!(SECCOMP_RET_ERRNO, libc::SECCOMP_RET_ERRNO);
         assert_eq!(SECCOMP_RET_ALLOW, libc::SECCOMP_RET_ALLOW);

@@ -52,6 +52,36 @@ fn drop_privileges() -> bool {
     true
 }
 
+thread_local! {
+    /// The (euid, egid) this executor thread runs with now.
+    static IDS: std::cell::Cell<Option<(u32, u32)>> = const { std::cell::Cell::new(None) };
+}
+
+/// Gives this thread `caller`'s effective ids, unless it has them already.
+fn take_ids(caller: Caller) -> std::io::Result<()> {
+    let wanted = (caller.euid, caller.egid);
+    if IDS.get() == Some(wanted) {
+        return Ok(());
+    }
+    IDS.set(None);
+    // Back to root first (always allowed: the real uid is 0), which lets the thread take any
+    // effective id; CAP_SYS_ADMIN and friends stay dropped from the permitted set.
+    sys::set_thread_effective_ids(0, 0)?;
+    sys::set_thread_effective_ids(caller.euid, caller.egid)?;
+    // A non-zero euid empties the effective set; the simulator still reads the caller's memory,
+    // which takes CAP_SYS_PTRACE (no driver consults it).
+    if caller.euid != 0 {
+        caps::raise(
+            None,
+            caps::CapSet::Effective,
+            caps::Capability::CAP_SYS_PTRACE,
+        )
+        .map_err(std::io::Error::other)?;
+    }
+    IDS.set(Some(wanted));
+    Ok(())
+}
+
 impl Executor {
     /// Starts `threads` executor threads.
     pub fn start(threads: usize) -> Self {
@@ -93,24 +123,7 @@ impl Executor {
     ) -> Result<R, ExecutorGone> {
         let (done, result) = oneshot::channel();
         let wrapped: Job = Box::new(move || {
-            // Back to root first (always allowed: the real uid is 0), which lets the thread take
-            // any effective id; CAP_SYS_ADMIN and friends stay dropped from the permitted set.
-            let ids = sys::set_thread_effective_ids(0, 0)
-                .and_then(|()| sys::set_thread_effective_ids(caller.euid, caller.egid));
-            // A non-zero euid empties the effective set; the simulator still reads the caller's
-            // memory, which takes CAP_SYS_PTRACE (no driver consults it).
-            let ids = ids.and_then(|()| {
-                if caller.euid == 0 {
-                    return Ok(());
-                }
-                caps::raise(
-                    None,
-                    caps::CapSet::Effective,
-                    caps::Capability::CAP_SYS_PTRACE,
-                )
-                .map_err(std::io::Error::other)
-            });
-            if let Err(e) = ids {
+            if let Err(e) = take_ids(caller) {
                 tracing::warn!(%e, euid = caller.euid, "executor cannot take the caller's ids");
                 return;
             }

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,8 +16,8 @@ use nix::unistd::Pid;
 use tokio::sync::Semaphore;
 
 use super::abi::{
-    SECCOMP_ADDFD_FLAG_SEND, SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP, SECCOMP_USER_NOTIF_FLAG_CONTINUE,
-    SeccompNotif, SeccompNotifAddfd, SeccompNotifResp,
+    PIDFD_THREAD, SECCOMP_ADDFD_FLAG_SEND, SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP,
+    SECCOMP_USER_NOTIF_FLAG_CONTINUE, SeccompNotif, SeccompNotifAddfd, SeccompNotifResp,
 };
 use super::backend::{Call, Caller, FileKey};
 use super::classify::{Class, HostDevices, anon_inode_name, classify};
@@ -46,6 +47,9 @@ pub struct GateConfig {
     pub max_in_flight: usize,
     /// How long an emulated call may take before the workload gets ETIMEDOUT.
     pub deadline: Duration,
+    /// Ask for `SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP` (Linux 6.6): the kernel wakes the
+    /// supervisor on the workload's CPU, which saves a cross-CPU wakeup per call.
+    pub sync_wake_up: bool,
 }
 
 impl GateConfig {
@@ -70,6 +74,7 @@ struct Shared {
     executor: Executor,
     slots: Semaphore,
     deadline: Duration,
+    sync_wake_up: bool,
     counters: Mutex<Counters>,
 }
 
@@ -88,6 +93,7 @@ pub fn serve(listener: OwnedFd, config: GateConfig) -> std::io::Result<Stats> {
         executor: Executor::start(config.executor_threads),
         slots: Semaphore::new(config.max_in_flight.max(1)),
         deadline: config.deadline,
+        sync_wake_up: config.sync_wake_up,
         counters: Mutex::new(Counters::default()),
     });
     runtime.block_on(receive(Arc::clone(&shared)))?;
@@ -102,10 +108,10 @@ pub fn serve(listener: OwnedFd, config: GateConfig) -> std::io::Result<Stats> {
 /// One receiver per listener: on readiness, drain with a zero-timeout poll before clearing it
 /// (RECV has no non-blocking mode), and stop when the listener hangs up (no targets left).
 async fn receive(shared: Arc<Shared>) -> std::io::Result<()> {
-    match sys::set_flags(shared.listener.as_fd(), SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP) {
-        Ok(()) => tracing::debug!("SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP set"),
-        Err(e) => {
-            tracing::debug!(%e, "no SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (Linux 6.6): cross-CPU wakeups")
+    if shared.sync_wake_up {
+        match sys::set_flags(shared.listener.as_fd(), SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP) {
+            Ok(()) => tracing::debug!("SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP set"),
+            Err(e) => tracing::debug!(%e, "no SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (Linux 6.6)"),
         }
     }
     let readiness = sys::register_listener(Arc::clone(&shared.listener))?;
@@ -173,8 +179,18 @@ fn reply_continue(shared: &Shared, id: u64) {
     let _ = sys::send(shared.listener.as_fd(), response);
 }
 
-/// The thread group and effective ids of thread `tid`, from `/proc/<tid>/status`.
-fn caller_of(tid: i32) -> Option<Caller> {
+/// The thread group and effective ids of thread `tid`: from its pidfd (`PIDFD_GET_INFO`,
+/// Linux 6.13), else from `/proc/<tid>/status`.
+fn caller_of(tid: i32, pidfd: Option<&OwnedFd>) -> Option<Caller> {
+    if let Some(info) = pidfd.and_then(|p| sys::pidfd_info(p.as_fd()).ok()) {
+        if info.pid == tid as u32 {
+            return Some(Caller {
+                tgid: info.tgid as i32,
+                euid: info.euid,
+                egid: info.egid,
+            });
+        }
+    }
     let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
     let field = |name: &str, index: usize| -> Option<u32> {
         status
@@ -192,13 +208,34 @@ fn caller_of(tid: i32) -> Option<Caller> {
     })
 }
 
-fn pidfd(tgid: i32) -> Option<OwnedFd> {
-    let pid = rustix::process::Pid::from_raw(tgid)?;
-    rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()
+/// Whether `pidfd_open` takes `PIDFD_THREAD` here (Linux 6.9); cleared at the first EINVAL.
+static THREAD_PIDFDS: AtomicBool = AtomicBool::new(true);
+
+/// A pidfd through which thread `tid`'s files are reached: the thread's own (Linux 6.9), or its
+/// thread group's, found through `/proc/<tid>/status`, which costs several times more.
+fn thread_pidfd(tid: i32) -> Result<OwnedFd, Errno> {
+    let open = |pid: i32, flags: u32| {
+        let pid = rustix::process::Pid::from_raw(pid).ok_or(Errno::ESRCH)?;
+        rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::from_bits_retain(flags))
+            .map_err(|e| Errno::from_raw(e.raw_os_error()))
+    };
+    if THREAD_PIDFDS.load(Ordering::Relaxed) {
+        match open(tid, PIDFD_THREAD) {
+            Err(Errno::EINVAL) => THREAD_PIDFDS.store(false, Ordering::Relaxed),
+            other => return other,
+        }
+    }
+    open(caller_of(tid, None).ok_or(Errno::ESRCH)?.tgid, 0)
 }
 
 fn getfd(pidfd: &OwnedFd, fd: i32) -> Option<OwnedFd> {
-    rustix::process::pidfd_getfd(pidfd, fd, rustix::process::PidfdGetfdFlags::empty()).ok()
+    dup_of(pidfd, fd).ok()
+}
+
+/// The caller's fd `fd`, duplicated into the supervisor (`pidfd_getfd`).
+fn dup_of(pidfd: &OwnedFd, fd: i32) -> Result<OwnedFd, Errno> {
+    rustix::process::pidfd_getfd(pidfd, fd, rustix::process::PidfdGetfdFlags::empty())
+        .map_err(|e| Errno::from_raw(e.raw_os_error()))
 }
 
 fn is_eventfd(pidfd: &OwnedFd, fd: i32) -> bool {
@@ -245,15 +282,15 @@ async fn ioctl(shared: &Arc<Shared>, notif: SeccompNotif) {
         notif.data.args[1] as u32,
         notif.data.args[2],
     );
-    let Some(caller) = caller_of(tid) else {
-        return reply_continue(shared, id);
+    // Failures answer the call rather than continue it: an fd that cannot be inspected is not
+    // let through. (EBADF is what the kernel would answer; ESRCH means the caller is gone.)
+    let pidfd = match thread_pidfd(tid) {
+        Ok(pidfd) => pidfd,
+        Err(e) => return reply(shared, id, Err(e)),
     };
-    let Some(pidfd) = pidfd(caller.tgid) else {
-        return reply_continue(shared, id);
-    };
-    // A bad fd number: the kernel gives the right EBADF itself.
-    let Some(dup) = getfd(&pidfd, fd) else {
-        return reply_continue(shared, id);
+    let dup = match dup_of(&pidfd, fd) {
+        Ok(dup) => dup,
+        Err(e) => return reply(shared, id, Err(e)),
     };
     let sim = shared.simulator.clone();
     let class = {
@@ -264,6 +301,13 @@ async fn ioctl(shared: &Arc<Shared>, notif: SeccompNotif) {
         classify(dup, &shared.host, &lookup)
     };
     let (kind, target) = match class {
+        // A gasket or VFIO number on another file: what the kernel would answer, without the
+        // window in which another thread could put an accelerator file under `fd`.
+        Class::NotOurs
+            if crate::accel::policy::owns(request) || crate::vfio::policy::owns(request) =>
+        {
+            return reply(shared, id, Err(Errno::ENOTTY));
+        }
         Class::NotOurs => return reply_continue(shared, id),
         Class::Host(kind, dup) => (kind, Target::Host(dup)),
         Class::Simulated(kind, key) => (kind, Target::Sim(key)),
@@ -289,51 +333,39 @@ async fn ioctl(shared: &Arc<Shared>, notif: SeccompNotif) {
     if let Ok(mut counters) = shared.counters.lock() {
         counters.add(kind.name(), ruling.ioctl.name, verdict);
     }
-    let result = match (plan, target) {
+    let (plan, target) = match (plan, target) {
         (Plan::Deny(errno), _) => {
             tracing::info!(sandbox = %shared.sandbox, device = %kind, ioctl = ruling.ioctl.name, request = format_args!("{request:#x}"), errno = %errno, "denied");
-            Err(errno)
+            return reply(shared, id, Err(errno));
         }
         (Plan::Continue, Target::Host(_)) => return reply_continue(shared, id),
-        (Plan::Continue, Target::Sim(key)) => {
-            let pending = Pending {
-                ruling: &ruling,
-                caller,
-                pidfd,
-                tid,
-                id,
-                arg,
-            };
-            run_simulated(shared, SimCall { key, kind, pending }, None).await
-        }
+        other => other,
+    };
+    // Backends run as the caller: its ids are read only for them.
+    let Some(caller) = caller_of(tid, Some(&pidfd)) else {
+        return reply(shared, id, Err(Errno::ESRCH));
+    };
+    let pending = Pending {
+        ruling: &ruling,
+        caller,
+        pidfd,
+        tid,
+        id,
+        arg,
+    };
+    let result = match (plan, target) {
         (
             Plan::Emulate {
                 copy,
                 eventfd_fields,
             },
             Target::Host(dup),
-        ) => {
-            let pending = Pending {
-                ruling: &ruling,
-                caller,
-                pidfd,
-                tid,
-                id,
-                arg,
-            };
-            run_on_host(shared, HostCall { dup, pending }, copy, eventfd_fields).await
-        }
+        ) => run_on_host(shared, HostCall { dup, pending }, copy, eventfd_fields).await,
         (Plan::Emulate { copy, .. }, Target::Sim(key)) => {
-            let pending = Pending {
-                ruling: &ruling,
-                caller,
-                pidfd,
-                tid,
-                id,
-                arg,
-            };
             run_simulated(shared, SimCall { key, kind, pending }, Some(copy)).await
         }
+        (_, Target::Sim(key)) => run_simulated(shared, SimCall { key, kind, pending }, None).await,
+        (_, Target::Host(_)) => Err(Errno::EPERM),
     };
     match result {
         Ok(Outcome::Value(v)) => reply(shared, id, Ok(v)),
@@ -592,7 +624,7 @@ async fn open(shared: &Arc<Shared>, notif: SeccompNotif) {
     let Some(index) = sim_node(shared, &sim, tid, &path) else {
         return reply_continue(shared, id);
     };
-    let Some(caller) = caller_of(tid) else {
+    let Some(caller) = caller_of(tid, thread_pidfd(tid).ok().as_ref()) else {
         return reply_continue(shared, id);
     };
     let tgid = caller.tgid;

@@ -7,10 +7,11 @@ use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use super::abi::{
-    SECCOMP_GET_ACTION_AVAIL, SECCOMP_GET_NOTIF_SIZES, SECCOMP_IOCTL_NOTIF_ADDFD,
-    SECCOMP_IOCTL_NOTIF_ID_VALID, SECCOMP_IOCTL_NOTIF_RECV, SECCOMP_IOCTL_NOTIF_SEND,
-    SECCOMP_IOCTL_NOTIF_SET_FLAGS, SECCOMP_SET_MODE_FILTER, SeccompNotif, SeccompNotifAddfd,
-    SeccompNotifResp, SeccompNotifSizes, SockFilter,
+    PIDFD_GET_INFO, PIDFD_INFO_PID_AND_CREDS, PidfdInfo, SECCOMP_GET_ACTION_AVAIL,
+    SECCOMP_GET_NOTIF_SIZES, SECCOMP_IOCTL_NOTIF_ADDFD, SECCOMP_IOCTL_NOTIF_ID_VALID,
+    SECCOMP_IOCTL_NOTIF_RECV, SECCOMP_IOCTL_NOTIF_SEND, SECCOMP_IOCTL_NOTIF_SET_FLAGS,
+    SECCOMP_SET_MODE_FILTER, SeccompNotif, SeccompNotifAddfd, SeccompNotifResp, SeccompNotifSizes,
+    SockFilter,
 };
 
 /// `struct sock_fprog`.
@@ -100,6 +101,24 @@ pub fn recv(listener: BorrowedFd<'_>) -> io::Result<SeccompNotif> {
     let mut notif = SeccompNotif::default();
     notif_ioctl(listener, SECCOMP_IOCTL_NOTIF_RECV, &mut notif)?;
     Ok(notif)
+}
+
+/// `PIDFD_GET_INFO` (Linux 6.13): the task's ids and credentials.
+pub fn pidfd_info(pidfd: BorrowedFd<'_>) -> io::Result<PidfdInfo> {
+    let mut info = PidfdInfo {
+        mask: PIDFD_INFO_PID_AND_CREDS,
+        ..PidfdInfo::default()
+    };
+    // SAFETY: PIDFD_GET_INFO reads and writes one `struct pidfd_info`, which `info` is.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_ioctl,
+            pidfd.as_raw_fd(),
+            PIDFD_GET_INFO as libc::c_ulong,
+            &mut info as *mut PidfdInfo,
+        )
+    })?;
+    Ok(info)
 }
 
 /// `SECCOMP_IOCTL_NOTIF_SEND`.

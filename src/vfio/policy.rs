@@ -4,7 +4,7 @@
 use nix::errno::Errno;
 
 use super::abi::*;
-use crate::supervisor::ioctl::IoctlDef;
+use crate::supervisor::ioctl::{IoctlDef, ioc_nr, ioc_type};
 use crate::supervisor::policy::{Action, FdKind, Ruling, field_u32, unknown};
 
 /// What VFIO answers for a request it does not know.
@@ -12,6 +12,14 @@ pub const UNKNOWN_ERRNO: Errno = Errno::ENOTTY;
 
 /// The errno for a known request the sandbox may not make.
 pub const FORBIDDEN_ERRNO: Errno = Errno::EPERM;
+
+/// Whether `request` is a VFIO number (`';'`, 100 up to iommufd's 0x80). On any other file it
+/// is answered ENOTTY by the gate rather than continued, so that a second thread cannot swap a
+/// VFIO file in under the number between the check and the call.
+pub const fn owns(request: u32) -> bool {
+    let nr = ioc_nr(request);
+    ioc_type(request) == VFIO_MAGIC && nr >= 100 && nr < 0x80
+}
 
 /// The ruling for `request` with by-value argument `arg` on a VFIO fd of `kind`.
 ///
@@ -177,6 +185,14 @@ mod tests {
             action(FdKind::VfioGroup, DEVICE_GET_INFO, 0),
             Action::Deny(Errno::ENOTTY)
         ));
+    }
+
+    #[test]
+    fn vfio_owns_its_numbers_and_not_iommufds() {
+        assert!(owns(GET_API_VERSION.request));
+        assert!(owns(DEVICE_DETACH_IOMMUFD_PT.request));
+        assert!(!owns(0x3b80));
+        assert!(!owns(0x5401));
     }
 
     #[test]
