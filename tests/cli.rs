@@ -271,3 +271,64 @@ fn plan_reads_the_current_directory_by_default() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+#[test]
+fn gate_flags_are_checked_before_anything_runs() {
+    let busybox = example("busybox");
+    let probe = example("tpu-probe");
+    let cpu_only = root("cpu-only");
+    let tpu_host = root("tpu-v4-8");
+    for (args, needle) in [
+        (
+            vec!["run", "--simulate", "--bundle", probe.as_str()],
+            "--root",
+        ),
+        (vec!["run", "--json", "--bundle", probe.as_str()], "--stats"),
+        (
+            vec!["run", "--policy", "lax", "--bundle", probe.as_str()],
+            "enforce",
+        ),
+        (
+            vec![
+                "run",
+                "--root",
+                &cpu_only,
+                "--simulate",
+                "--bundle",
+                &busybox,
+            ],
+            "no TPUs",
+        ),
+        (
+            vec![
+                "run",
+                "--root",
+                &tpu_host,
+                "--sim-log",
+                "/tmp/x",
+                "--bundle",
+                &probe,
+            ],
+            "--simulate",
+        ),
+    ] {
+        let output = common::accelgate(&args, LIMIT);
+        let stderr = common::stderr(&output);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    }
+    let help = common::stdout(&common::accelgate(&["run", "--help"], LIMIT));
+    for flag in [
+        "--simulate",
+        "--policy",
+        "passthrough",
+        "--stats",
+        "--sim-log",
+        "docs/gate.md",
+    ] {
+        assert!(
+            help.contains(flag),
+            "{flag} missing from run --help:\n{help}"
+        );
+    }
+}

@@ -1,7 +1,5 @@
 //! What a backend (the host driver, or a simulator) gets to run a call, and what it answers.
 
-use std::os::fd::OwnedFd;
-
 use super::ioctl::IoctlDef;
 use super::memory::Memory;
 use super::policy::FdKind;
@@ -100,13 +98,4 @@ pub enum SimReply {
         /// Bytes to place in the carrier.
         contents: Vec<(u64, Vec<u8>)>,
     },
-}
-
-/// What the host driver answered, or the fd to install.
-#[derive(Debug)]
-pub enum Reply {
-    /// Return value.
-    Value(i64),
-    /// A file to install in the caller, whose number is the return value.
-    InstallFd(OwnedFd),
 }
