@@ -111,6 +111,11 @@ fn count(stats: &serde_json::Value, device: &str, request: &str, verdict: &str) 
         .sum()
 }
 
+/// Asserts that the probe printed `call -> result [ok]`.
+fn assert_line(stdout: &str, call: &str, result: &str) {
+    assert_eq!(line_of(stdout, call), format!("{call} -> {result} [ok]"));
+}
+
 fn assert_success(output: &Output) -> String {
     let stdout = common::stdout(output);
     assert_eq!(
@@ -290,14 +295,12 @@ fn accelerator_ioctls_fail_closed_when_the_supervisor_dies() {
     std::io::Read::read_to_string(&mut BufReader::new(stderr), &mut errors).unwrap();
     let mut launcher = launcher;
     let status = launcher.0.wait().unwrap();
-    assert_eq!(
-        line_of(&rest, "after SIGUSR1: GASKET_IOCTL_NUMBER_PAGE_TABLES"),
-        "after SIGUSR1: GASKET_IOCTL_NUMBER_PAGE_TABLES -> ENOSYS [ok]"
+    assert_line(
+        &rest,
+        "after SIGUSR1: GASKET_IOCTL_NUMBER_PAGE_TABLES",
+        "ENOSYS",
     );
-    assert_eq!(
-        line_of(&rest, "after SIGUSR1: FIONREAD on a pipe"),
-        "after SIGUSR1: FIONREAD on a pipe -> 0 [ok]"
-    );
+    assert_line(&rest, "after SIGUSR1: FIONREAD on a pipe", "0");
     assert_eq!(status.code(), Some(0), "{seen}{rest}\n{errors}");
     assert!(errors.contains("supervisor killed by SIGKILL"), "{errors}");
 }
@@ -308,14 +311,12 @@ fn compat_and_x32_accelerator_ioctls_are_refused() {
     privileged!();
     let output = run_probe("tpu-v4-8", &example(), &[], &["compat"]);
     let stdout = assert_success(&output);
-    assert_eq!(
-        line_of(&stdout, "i386 (int 0x80) GASKET_IOCTL_NUMBER_PAGE_TABLES"),
-        "i386 (int 0x80) GASKET_IOCTL_NUMBER_PAGE_TABLES -> EPERM [ok]"
+    assert_line(
+        &stdout,
+        "i386 (int 0x80) GASKET_IOCTL_NUMBER_PAGE_TABLES",
+        "EPERM",
     );
-    assert_eq!(
-        line_of(&stdout, "x32 GASKET_IOCTL_NUMBER_PAGE_TABLES"),
-        "x32 GASKET_IOCTL_NUMBER_PAGE_TABLES -> EPERM [ok]"
-    );
+    assert_line(&stdout, "x32 GASKET_IOCTL_NUMBER_PAGE_TABLES", "EPERM");
 }
 
 /// The sim log's records of `request`.

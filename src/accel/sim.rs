@@ -293,47 +293,23 @@ mod tests {
 
         let good = words([3, 7, 2, 0x4720000]);
         assert!(run(&mut sim, file, REGISTER_INTERRUPT, 0, Some(good), &mem, 1).is_ok());
-        // A v4-only register offset on a v4 lite chip; interrupt 37 on a lite chip.
-        assert_eq!(
-            run(
+        // A v4-only register offset and interrupt 37 on a v4 lite chip; fd 8 is no eventfd.
+        for refused in [
+            [3, 7, 2, 0x15b0008],
+            [37, 7, 2, 0x4720000],
+            [3, 8, 2, 0x4720000],
+        ] {
+            let result = run(
                 &mut sim,
                 file,
                 REGISTER_INTERRUPT,
                 0,
-                Some(words([3, 7, 2, 0x15b0008])),
+                Some(words(refused)),
                 &mem,
-                1
-            )
-            .unwrap_err(),
-            Errno::EINVAL
-        );
-        assert_eq!(
-            run(
-                &mut sim,
-                file,
-                REGISTER_INTERRUPT,
-                0,
-                Some(words([37, 7, 2, 0x4720000])),
-                &mem,
-                1
-            )
-            .unwrap_err(),
-            Errno::EINVAL
-        );
-        assert_eq!(
-            run(
-                &mut sim,
-                file,
-                REGISTER_INTERRUPT,
-                0,
-                Some(words([3, 8, 2, 0x4720000])),
-                &mem,
-                1
-            )
-            .unwrap_err(),
-            Errno::EINVAL,
-            "not an eventfd"
-        );
+                1,
+            );
+            assert_eq!(result.unwrap_err(), Errno::EINVAL, "{refused:x?}");
+        }
         assert_eq!(
             sim.interrupts(0),
             [Interrupt {

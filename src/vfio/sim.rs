@@ -488,10 +488,19 @@ mod tests {
         })
     }
 
-    fn value(reply: Result<SimReply, Errno>) -> Result<i64, Errno> {
-        match reply? {
-            SimReply::Value(v) => Ok(v),
-            other => panic!("{other:?}"),
+    impl World {
+        /// A call that must answer with a value (not a new file).
+        fn value(
+            &mut self,
+            kind: FdKind,
+            handle: u64,
+            def: IoctlDef,
+            arg: u64,
+        ) -> Result<i64, Errno> {
+            match call(self, kind, handle, def, arg)? {
+                SimReply::Value(v) => Ok(v),
+                other => panic!("{other:?}"),
+            }
         }
     }
 
@@ -499,22 +508,22 @@ mod tests {
         w.mem.write(BASE, &3i32.to_ne_bytes()).unwrap();
         let (c, g) = (w.container, w.group);
         assert_eq!(
-            value(call(w, FdKind::VfioContainer, c, SET_IOMMU, TYPE1V2_IOMMU)),
+            w.value(FdKind::VfioContainer, c, SET_IOMMU, TYPE1V2_IOMMU),
             Err(Errno::EINVAL),
             "no group yet"
         );
         assert_eq!(
-            value(call(w, FdKind::VfioGroup, g, GROUP_SET_CONTAINER, BASE)),
+            w.value(FdKind::VfioGroup, g, GROUP_SET_CONTAINER, BASE),
             Ok(0)
         );
         w.mem.write(BASE, b"0000:00:04.0\0").unwrap();
         assert_eq!(
-            value(call(w, FdKind::VfioGroup, g, GROUP_GET_DEVICE_FD, BASE)),
+            w.value(FdKind::VfioGroup, g, GROUP_GET_DEVICE_FD, BASE),
             Err(Errno::EINVAL),
             "no IOMMU yet"
         );
         assert_eq!(
-            value(call(w, FdKind::VfioContainer, c, SET_IOMMU, TYPE1V2_IOMMU)),
+            w.value(FdKind::VfioContainer, c, SET_IOMMU, TYPE1V2_IOMMU),
             Ok(0)
         );
         match call(w, FdKind::VfioGroup, g, GROUP_GET_DEVICE_FD, BASE).unwrap() {
@@ -536,53 +545,26 @@ mod tests {
     fn the_libtpu_sequence() {
         let mut w = world();
         let (c, g) = (w.container, w.group);
+        assert_eq!(w.value(FdKind::VfioContainer, c, GET_API_VERSION, 0), Ok(0));
         assert_eq!(
-            value(call(&mut w, FdKind::VfioContainer, c, GET_API_VERSION, 0)),
-            Ok(0)
-        );
-        assert_eq!(
-            value(call(
-                &mut w,
-                FdKind::VfioContainer,
-                c,
-                CHECK_EXTENSION,
-                TYPE1V2_IOMMU
-            )),
+            w.value(FdKind::VfioContainer, c, CHECK_EXTENSION, TYPE1V2_IOMMU),
             Ok(1)
         );
         assert_eq!(
-            value(call(
-                &mut w,
-                FdKind::VfioContainer,
-                c,
-                CHECK_EXTENSION,
-                SPAPR_TCE_IOMMU
-            )),
+            w.value(FdKind::VfioContainer, c, CHECK_EXTENSION, SPAPR_TCE_IOMMU),
             Ok(0)
         );
         let device = setup(&mut w);
         w.mem.write(BASE, b"0000:00:05.0\0").unwrap();
         assert_eq!(
-            value(call(
-                &mut w,
-                FdKind::VfioGroup,
-                g,
-                GROUP_GET_DEVICE_FD,
-                BASE
-            )),
+            w.value(FdKind::VfioGroup, g, GROUP_GET_DEVICE_FD, BASE),
             Err(Errno::ENODEV),
             "a foreign BDF"
         );
 
         w.mem.write(BASE, &u32s(&[24, 0, 0, 0, 0, 0])).unwrap();
         assert_eq!(
-            value(call(
-                &mut w,
-                FdKind::VfioDevice,
-                device,
-                DEVICE_GET_INFO,
-                BASE
-            )),
+            w.value(FdKind::VfioDevice, device, DEVICE_GET_INFO, BASE),
             Ok(0)
         );
         assert_eq!(w.mem.read(BASE + 4, 12).unwrap(), u32s(&[3, 9, 5]));
@@ -591,13 +573,7 @@ mod tests {
                 .write(BASE, &u32s(&[32, 0, index, 0, 0, 0, 0, 0]))
                 .unwrap();
             assert_eq!(
-                value(call(
-                    &mut w,
-                    FdKind::VfioDevice,
-                    device,
-                    DEVICE_GET_REGION_INFO,
-                    BASE
-                )),
+                w.value(FdKind::VfioDevice, device, DEVICE_GET_REGION_INFO, BASE),
                 Ok(0)
             );
             let offset = field_u64(&w.mem.read(BASE, 32).unwrap(), 24).unwrap();
@@ -607,13 +583,7 @@ mod tests {
             .write(BASE, &u32s(&[32, 0, 9, 0, 0, 0, 0, 0]))
             .unwrap();
         assert_eq!(
-            value(call(
-                &mut w,
-                FdKind::VfioDevice,
-                device,
-                DEVICE_GET_REGION_INFO,
-                BASE
-            )),
+            w.value(FdKind::VfioDevice, device, DEVICE_GET_REGION_INFO, BASE),
             Err(Errno::EINVAL)
         );
 
@@ -621,26 +591,14 @@ mod tests {
             .write(BASE, &u32s(&[20 + 8, 0x24, 2, 0, 2, 10, 11]))
             .unwrap();
         assert_eq!(
-            value(call(
-                &mut w,
-                FdKind::VfioDevice,
-                device,
-                DEVICE_SET_IRQS,
-                BASE
-            )),
+            w.value(FdKind::VfioDevice, device, DEVICE_SET_IRQS, BASE),
             Ok(0)
         );
         w.mem
             .write(BASE, &u32s(&[20 + 4, 0x24, 2, 15, 2, 10]))
             .unwrap();
         assert_eq!(
-            value(call(
-                &mut w,
-                FdKind::VfioDevice,
-                device,
-                DEVICE_SET_IRQS,
-                BASE
-            )),
+            w.value(FdKind::VfioDevice, device, DEVICE_SET_IRQS, BASE),
             Err(Errno::EINVAL),
             "past the vectors"
         );
@@ -658,21 +616,21 @@ mod tests {
             .write(BASE, &dma(BASE + 0x1000, 0x1_0000_0000, 0x2000))
             .unwrap();
         assert_eq!(
-            value(call(&mut w, FdKind::VfioContainer, c, IOMMU_MAP_DMA, BASE)),
+            w.value(FdKind::VfioContainer, c, IOMMU_MAP_DMA, BASE),
             Ok(0)
         );
         w.mem
             .write(BASE, &dma(BASE + 0x1000, 0x1_0000_1000, 0x2000))
             .unwrap();
         assert_eq!(
-            value(call(&mut w, FdKind::VfioContainer, c, IOMMU_MAP_DMA, BASE)),
+            w.value(FdKind::VfioContainer, c, IOMMU_MAP_DMA, BASE),
             Err(Errno::EEXIST)
         );
         w.mem
             .write(BASE, &dma(BASE + 0x1001, 0x2_0000_0000, 0x2000))
             .unwrap();
         assert_eq!(
-            value(call(&mut w, FdKind::VfioContainer, c, IOMMU_MAP_DMA, BASE)),
+            w.value(FdKind::VfioContainer, c, IOMMU_MAP_DMA, BASE),
             Err(Errno::EINVAL)
         );
         let unmap = [
@@ -683,20 +641,11 @@ mod tests {
         .concat();
         w.mem.write(BASE, &unmap).unwrap();
         assert_eq!(
-            value(call(
-                &mut w,
-                FdKind::VfioContainer,
-                c,
-                IOMMU_UNMAP_DMA,
-                BASE
-            )),
+            w.value(FdKind::VfioContainer, c, IOMMU_UNMAP_DMA, BASE),
             Ok(0)
         );
         assert_eq!(field_u64(&w.mem.read(BASE, 24).unwrap(), 16), Some(0x2000));
-        assert_eq!(
-            value(call(&mut w, FdKind::VfioDevice, device, DEVICE_RESET, 0)),
-            Ok(0)
-        );
+        assert_eq!(w.value(FdKind::VfioDevice, device, DEVICE_RESET, 0), Ok(0));
     }
 
     #[test]
@@ -704,24 +653,18 @@ mod tests {
         let mut w = world();
         let g = w.group;
         w.mem.write(BASE, &u32s(&[8, 0])).unwrap();
-        assert_eq!(
-            value(call(&mut w, FdKind::VfioGroup, g, GROUP_GET_STATUS, BASE)),
-            Ok(0)
-        );
+        assert_eq!(w.value(FdKind::VfioGroup, g, GROUP_GET_STATUS, BASE), Ok(0));
         assert_eq!(field_u32(&w.mem.read(BASE, 8).unwrap(), 4), Some(1));
         setup(&mut w);
         w.mem.write(BASE, &u32s(&[8, 0])).unwrap();
-        assert_eq!(
-            value(call(&mut w, FdKind::VfioGroup, g, GROUP_GET_STATUS, BASE)),
-            Ok(0)
-        );
+        assert_eq!(w.value(FdKind::VfioGroup, g, GROUP_GET_STATUS, BASE), Ok(0));
         assert_eq!(field_u32(&w.mem.read(BASE, 8).unwrap(), 4), Some(3));
         assert_eq!(
-            value(call(&mut w, FdKind::VfioGroup, g, GROUP_UNSET_CONTAINER, 0)),
+            w.value(FdKind::VfioGroup, g, GROUP_UNSET_CONTAINER, 0),
             Ok(0)
         );
         assert_eq!(
-            value(call(&mut w, FdKind::VfioGroup, g, GROUP_UNSET_CONTAINER, 0)),
+            w.value(FdKind::VfioGroup, g, GROUP_UNSET_CONTAINER, 0),
             Err(Errno::EINVAL)
         );
         assert_eq!(w.sim.open_group(9).unwrap_err(), Errno::ENODEV);
