@@ -89,7 +89,7 @@ fn workload(
     socket: OwnedFd,
     go: OwnedFd,
     report: OwnedFd,
-    carrier: OwnedFd,
+    carrier: Option<OwnedFd>,
     program: &[accelgate::supervisor::abi::SockFilter],
 ) -> i32 {
     let iterations: usize = std::env::var("GATE_BENCH_ITERATIONS")
@@ -132,6 +132,16 @@ fn workload(
     if std::fs::File::from(go).read_exact(&mut byte).is_err() {
         return 1;
     }
+    let Some(carrier) = carrier else {
+        line(
+            "bare seccomp round trip",
+            per_call(iterations, || {
+                sys::ioctl(null, GROUP_GET_STATUS.request, status.as_mut_ptr());
+            }),
+        );
+        let _ = std::fs::File::from(report).write_all(out.as_bytes());
+        return 0;
+    };
     line(
         "ioctl, filter allows",
         per_call(iterations * 10, || {
@@ -181,9 +191,10 @@ fn workload(
     0
 }
 
-/// One scenario, in its own process: prints the workload's lines. `pinned` puts the
-/// workload, the supervisor and its threads on CPU 0.
-fn scenario(sync_wake_up: bool, pinned: bool) {
+/// One scenario, in its own process: prints the workload's lines. `bare` serves the workload
+/// with nothing but CONTINUE (the floor) instead of the gate; `pinned` puts the workload, the
+/// supervisor and its threads on CPU 0.
+fn scenario(bare: bool, sync_wake_up: bool, pinned: bool) {
     if pinned {
         let mut cpus = nix::sched::CpuSet::new();
         cpus.set(0).unwrap();
@@ -224,6 +235,7 @@ fn scenario(sync_wake_up: bool, pinned: bool) {
     match sys::fork() {
         ForkResult::Child => {
             drop((ours, go_write, report_read));
+            let carrier = (!bare).then_some(carrier);
             std::process::exit(workload(theirs, go_read, report_write, carrier, &program));
         }
         ForkResult::Parent { child } => {
@@ -231,6 +243,21 @@ fn scenario(sync_wake_up: bool, pinned: bool) {
             let listener = receive_listener(ours.as_fd())
                 .expect("receive")
                 .expect("a listener");
+            if bare {
+                // The thread stays blocked in NOTIF_RECV once the workload is gone; the
+                // scenario process exits under it.
+                std::thread::spawn(move || {
+                    sys::continue_everything(listener.as_fd(), sync_wake_up)
+                });
+                std::fs::File::from(go_write).write_all(b"g").unwrap();
+                let mut lines = String::new();
+                std::fs::File::from(report_read)
+                    .read_to_string(&mut lines)
+                    .unwrap();
+                let _ = nix::sys::wait::waitpid(child, None);
+                print!("{lines}");
+                return;
+            }
             let config = GateConfig {
                 sandbox: "bench".into(),
                 mode: Mode::Enforce,
@@ -258,9 +285,10 @@ fn scenario(sync_wake_up: bool, pinned: bool) {
     }
 }
 
-fn run_scenario(sync_wake_up: bool, pinned: bool) -> Vec<(String, f64)> {
+fn run_scenario(bare: bool, sync_wake_up: bool, pinned: bool) -> Vec<(String, f64)> {
     let output = Command::new(std::env::current_exe().unwrap())
         .args(["--scenario", if sync_wake_up { "sync" } else { "nosync" }])
+        .args(bare.then_some("bare"))
         .args(pinned.then_some("pinned"))
         .stderr(Stdio::inherit())
         .output()
@@ -280,7 +308,8 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(at) = args.iter().position(|a| a == "--scenario") {
         let pinned = args.iter().any(|a| a == "pinned");
-        scenario(args.get(at + 1).is_some_and(|s| s == "sync"), pinned);
+        let bare = args.iter().any(|a| a == "bare");
+        scenario(bare, args.get(at + 1).is_some_and(|s| s == "sync"), pinned);
         return;
     }
     if !nix::unistd::geteuid().is_root() {
@@ -290,7 +319,13 @@ fn main() {
         return;
     }
     for (pinned, sync_wake_up) in [(false, true), (false, false), (true, true), (true, false)] {
-        let results = run_scenario(sync_wake_up, pinned);
+        let mut results = run_scenario(false, sync_wake_up, pinned);
+        let floor = run_scenario(true, sync_wake_up, pinned);
+        results.extend(
+            floor
+                .into_iter()
+                .filter(|(name, _)| name == "bare seccomp round trip"),
+        );
         let find = |name: &str| {
             results
                 .iter()
@@ -317,6 +352,13 @@ fn main() {
         println!(
             "  getppid with the filter / without: {:.2}x",
             find("getppid, filter allows") / find("getppid, no filter")
+        );
+        let floor = find("bare seccomp round trip");
+        println!(
+            "  vs the bare seccomp round trip: CONTINUE {:.1}x, deny {:.1}x, emulate {:.1}x",
+            find("CONTINUE") / floor,
+            find("deny") / floor,
+            find("emulate") / floor
         );
     }
 }

@@ -3,6 +3,12 @@
 
 use std::os::fd::{AsRawFd, BorrowedFd};
 
+use accelgate::supervisor::abi::{
+    SECCOMP_IOCTL_NOTIF_RECV, SECCOMP_IOCTL_NOTIF_SEND, SECCOMP_IOCTL_NOTIF_SET_FLAGS,
+    SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP, SECCOMP_USER_NOTIF_FLAG_CONTINUE, SeccompNotif,
+    SeccompNotifResp,
+};
+
 /// Issues `ioctl(fd, request, arg)` and returns its raw result (errors are expected and
 /// ignored: several measured calls end in ENOTTY by design).
 pub fn ioctl(fd: BorrowedFd<'_>, request: u32, arg: *mut u8) -> libc::c_long {
@@ -23,4 +29,36 @@ pub fn fork() -> nix::unistd::ForkResult {
     // SAFETY: the scenario process forks before it starts any thread, so the child's copy of
     // every lock and allocator state is consistent.
     unsafe { nix::unistd::fork() }.expect("fork the workload")
+}
+
+/// The floor: answers every notification on `listener` with CONTINUE from a thread blocked in
+/// `NOTIF_RECV`, with nothing in between. Returns when the listener fails.
+pub fn continue_everything(listener: BorrowedFd<'_>, sync_wake_up: bool) {
+    let fd = listener.as_raw_fd();
+    if sync_wake_up {
+        let mut flags = SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP;
+        // SAFETY: SET_FLAGS reads one u64 from `flags`, which lives across the call.
+        unsafe {
+            libc::ioctl(
+                fd,
+                SECCOMP_IOCTL_NOTIF_SET_FLAGS as libc::c_ulong,
+                &mut flags,
+            )
+        };
+    }
+    loop {
+        let mut notif = SeccompNotif::default();
+        // SAFETY: RECV writes one zeroed `struct seccomp_notif`, which `notif` is.
+        if unsafe { libc::ioctl(fd, SECCOMP_IOCTL_NOTIF_RECV as libc::c_ulong, &mut notif) } < 0 {
+            return;
+        }
+        let mut response = SeccompNotifResp {
+            id: notif.id,
+            val: 0,
+            error: 0,
+            flags: SECCOMP_USER_NOTIF_FLAG_CONTINUE,
+        };
+        // SAFETY: SEND reads one `struct seccomp_notif_resp`, which `response` is.
+        unsafe { libc::ioctl(fd, SECCOMP_IOCTL_NOTIF_SEND as libc::c_ulong, &mut response) };
+    }
 }

@@ -71,6 +71,7 @@ struct Shared {
     host: HostDevices,
     simulator: Option<Arc<Mutex<Simulator>>>,
     sim_nodes: Mutex<Option<HashMap<FileKey, usize>>>,
+    pidfds: PidfdCache,
     executor: Executor,
     slots: Semaphore,
     deadline: Duration,
@@ -90,6 +91,7 @@ pub fn serve(listener: OwnedFd, config: GateConfig) -> std::io::Result<Stats> {
         host: config.host,
         simulator: config.simulator.map(|s| Arc::new(Mutex::new(s))),
         sim_nodes: Mutex::new(None),
+        pidfds: PidfdCache::default(),
         executor: Executor::start(config.executor_threads),
         slots: Semaphore::new(config.max_in_flight.max(1)),
         deadline: config.deadline,
@@ -208,6 +210,44 @@ fn caller_of(tid: i32, pidfd: Option<&OwnedFd>) -> Option<Caller> {
     })
 }
 
+/// Pidfds of the threads that made calls, by thread id: opening one costs about as much as the
+/// rest of a CONTINUE. An entry is never wrong for long: a pidfd names one thread, so once that thread
+/// is gone (and its id perhaps reused) `pidfd_getfd` through it fails with ESRCH, and the entry
+/// is replaced.
+#[derive(Default)]
+struct PidfdCache(Mutex<HashMap<i32, Arc<OwnedFd>>>);
+
+impl PidfdCache {
+    /// Entries kept before the cache starts over (a sandbox with this many live callers pays
+    /// one `pidfd_open` per call again, and nothing else).
+    const CAPACITY: usize = 4096;
+
+    /// Thread `tid`'s pidfd and its fd `fd`, duplicated.
+    fn dup(&self, tid: i32, fd: i32) -> Result<(Arc<OwnedFd>, OwnedFd), Errno> {
+        let cached = self.0.lock().ok().and_then(|c| c.get(&tid).cloned());
+        if let Some(pidfd) = cached {
+            match dup_of(&pidfd, fd) {
+                Err(Errno::ESRCH) => {}
+                other => return other.map(|dup| (pidfd, dup)),
+            }
+        }
+        let pidfd = Arc::new(thread_pidfd(tid)?);
+        let dup = dup_of(&pidfd, fd)?;
+        // A thread group's pidfd (kernels before 6.9) outlives the thread whose id is the key,
+        // so it could answer for another process that reuses the id: not cached.
+        if !THREAD_PIDFDS.load(Ordering::Relaxed) {
+            return Ok((pidfd, dup));
+        }
+        if let Ok(mut cache) = self.0.lock() {
+            if cache.len() >= Self::CAPACITY {
+                cache.clear();
+            }
+            cache.insert(tid, Arc::clone(&pidfd));
+        }
+        Ok((pidfd, dup))
+    }
+}
+
 /// Whether `pidfd_open` takes `PIDFD_THREAD` here (Linux 6.9); cleared at the first EINVAL.
 static THREAD_PIDFDS: AtomicBool = AtomicBool::new(true);
 
@@ -284,12 +324,8 @@ async fn ioctl(shared: &Arc<Shared>, notif: SeccompNotif) {
     );
     // Failures answer the call rather than continue it: an fd that cannot be inspected is not
     // let through. (EBADF is what the kernel would answer; ESRCH means the caller is gone.)
-    let pidfd = match thread_pidfd(tid) {
-        Ok(pidfd) => pidfd,
-        Err(e) => return reply(shared, id, Err(e)),
-    };
-    let dup = match dup_of(&pidfd, fd) {
-        Ok(dup) => dup,
+    let (pidfd, dup) = match shared.pidfds.dup(tid, fd) {
+        Ok(found) => found,
         Err(e) => return reply(shared, id, Err(e)),
     };
     let sim = shared.simulator.clone();
@@ -315,7 +351,6 @@ async fn ioctl(shared: &Arc<Shared>, notif: SeccompNotif) {
     let ruling = policy(kind, request, arg);
     let memory = NotifMemory::new(Pid::from_raw(tid), id, shared.listener.as_fd());
     let (mut plan, mut verdict) = decide(shared, kind, &ruling, arg, &memory);
-    let pidfd = Arc::new(pidfd);
     if let Plan::Emulate {
         copy,
         eventfd_fields,
