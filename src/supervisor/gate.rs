@@ -305,6 +305,7 @@ async fn handle(shared: Arc<Shared>, notif: SeccompNotif) {
 }
 
 /// What the gate will do, after the mode is applied.
+#[derive(Debug, PartialEq, Eq)]
 enum Plan {
     Deny(Errno),
     Continue,
@@ -350,7 +351,7 @@ async fn ioctl(shared: &Arc<Shared>, notif: SeccompNotif) {
     };
     let ruling = policy(kind, request, arg);
     let memory = NotifMemory::new(Pid::from_raw(tid), id, shared.listener.as_fd());
-    let (mut plan, mut verdict) = decide(shared, kind, &ruling, arg, &memory);
+    let (mut plan, mut verdict) = decide(shared.mode, &shared.sandbox, kind, &ruling, arg, &memory);
     if let Plan::Emulate {
         copy,
         eventfd_fields,
@@ -421,21 +422,22 @@ enum Outcome {
 
 /// Applies the mode to a ruling, reading and checking argument copies where it must.
 fn decide(
-    shared: &Shared,
+    mode: Mode,
+    sandbox: &str,
     kind: FdKind,
     ruling: &Ruling,
     arg: u64,
-    memory: &NotifMemory<'_>,
+    memory: &dyn Memory,
 ) -> (Plan, Verdict) {
     let audit = |what: &str, errno: Errno| {
-        tracing::info!(sandbox = %shared.sandbox, device = %kind, ioctl = ruling.ioctl.name, errno = %errno, mode = %shared.mode, "{what}: enforce would refuse this");
+        tracing::info!(sandbox, device = %kind, ioctl = ruling.ioctl.name, errno = %errno, mode = %mode, "{what}: enforce would refuse this");
     };
     let checked = |check: super::policy::Check| -> Result<Vec<u8>, Errno> {
         let copy = memory.read(arg, ruling.ioctl.arg_size)?;
         check(kind, &copy)?;
         Ok(copy)
     };
-    match (shared.mode, ruling.action) {
+    match (mode, ruling.action) {
         (Mode::Audit, Action::Deny(errno)) => {
             audit("allowed (audit)", errno);
             (Plan::Continue, Verdict::Audited)
@@ -728,4 +730,113 @@ fn sim_node(shared: &Shared, sim: &Arc<Mutex<Simulator>>, tid: i32, path: &str) 
     }
     let wanted = key(Path::new(path))?;
     table.as_ref()?.get(&wanted).copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+
+    use super::*;
+    use crate::accel::abi::{MAP_BUFFER, REGISTER_INTERRUPT, SET_EVENTFD};
+    use crate::supervisor::memory::FakeMemory;
+
+    const ARG: u64 = 0x1000;
+    const ACCEL: FdKind = FdKind::Accel { lite: false };
+
+    fn memory(words: [u64; 4]) -> FakeMemory {
+        let bytes = words.iter().flat_map(|w| w.to_ne_bytes()).collect();
+        FakeMemory {
+            base: ARG,
+            bytes: RefCell::new(bytes),
+        }
+    }
+
+    fn verdicts(mode: Mode, request: u32, words: [u64; 4]) -> (Plan, Verdict) {
+        let ruling = crate::accel::policy::rule(request);
+        decide(mode, "test", ACCEL, &ruling, ARG, &memory(words))
+    }
+
+    #[test]
+    fn enforce_emulates_good_copies_and_denies_bad_ones() {
+        let good = [0, 7, 2, 0x472_0000];
+        match verdicts(Mode::Enforce, REGISTER_INTERRUPT.request, good) {
+            (
+                Plan::Emulate {
+                    copy,
+                    eventfd_fields,
+                },
+                Verdict::Emulated,
+            ) => {
+                assert_eq!(copy, memory(good).bytes.into_inner());
+                assert_eq!(eventfd_fields, [8]);
+            }
+            other => panic!("{other:?}"),
+        }
+        let bad = [0, 7, 2, 0x1000];
+        assert_eq!(
+            verdicts(Mode::Enforce, REGISTER_INTERRUPT.request, bad),
+            (Plan::Deny(Errno::EINVAL), Verdict::Denied)
+        );
+        assert_eq!(
+            verdicts(Mode::Enforce, MAP_BUFFER.request, [1, 4096, 0, 0]),
+            (Plan::Deny(Errno::EFAULT), Verdict::Denied)
+        );
+        assert_eq!(
+            verdicts(Mode::Enforce, SET_EVENTFD.request, [0; 4]),
+            (Plan::Deny(Errno::EPERM), Verdict::Denied)
+        );
+    }
+
+    #[test]
+    fn passthrough_audits_content_checks_but_keeps_denials() {
+        assert_eq!(
+            verdicts(
+                Mode::Passthrough,
+                REGISTER_INTERRUPT.request,
+                [0, 7, 2, 0x1000]
+            ),
+            (Plan::Continue, Verdict::Audited)
+        );
+        assert_eq!(
+            verdicts(
+                Mode::Passthrough,
+                REGISTER_INTERRUPT.request,
+                [0, 7, 2, 0x472_0000]
+            ),
+            (Plan::Continue, Verdict::Allowed)
+        );
+        assert_eq!(
+            verdicts(Mode::Passthrough, SET_EVENTFD.request, [0; 4]),
+            (Plan::Deny(Errno::EPERM), Verdict::Denied)
+        );
+    }
+
+    #[test]
+    fn audit_allows_everything_and_marks_what_enforce_would_refuse() {
+        assert_eq!(
+            verdicts(Mode::Audit, SET_EVENTFD.request, [0; 4]),
+            (Plan::Continue, Verdict::Audited)
+        );
+        assert_eq!(
+            verdicts(Mode::Audit, MAP_BUFFER.request, [1, 4096, 0, 0]),
+            (Plan::Continue, Verdict::Audited)
+        );
+        assert_eq!(
+            verdicts(Mode::Audit, MAP_BUFFER.request, [0, 4096, 0, 0]),
+            (Plan::Continue, Verdict::Allowed)
+        );
+    }
+
+    #[test]
+    fn an_unreadable_argument_is_refused_in_enforce_mode() {
+        let ruling = crate::accel::policy::rule(REGISTER_INTERRUPT.request);
+        let empty = FakeMemory {
+            base: ARG,
+            bytes: RefCell::new(Vec::new()),
+        };
+        assert_eq!(
+            decide(Mode::Enforce, "test", ACCEL, &ruling, ARG, &empty),
+            (Plan::Deny(Errno::EFAULT), Verdict::Denied)
+        );
+    }
 }
