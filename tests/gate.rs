@@ -234,35 +234,91 @@ fn children_of(pid: u32) -> Vec<(u32, String)> {
         .collect()
 }
 
+/// `tpu-probe failclosed /dev/accel0 EXPECT` in a sandbox, started and waiting for SIGUSR1.
+struct WaitingProbe {
+    launcher: Reap,
+    stdout: BufReader<std::process::ChildStdout>,
+    stderr: std::process::ChildStderr,
+    seen: String,
+}
+
+impl WaitingProbe {
+    fn start(expect: &str) -> Self {
+        probe();
+        let mut launcher = Command::new(env!("CARGO_BIN_EXE_accelgate"))
+            .args(["run", "--root"])
+            .arg(common::fixture("tpu-v4-8"))
+            .args(["--simulate", "--bundle"])
+            .arg(example())
+            .args(["--", "/tpu-probe", "failclosed", "/dev/accel0", expect])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = BufReader::new(launcher.stdout.take().unwrap());
+        let stderr = launcher.stderr.take().unwrap();
+        let launcher = Reap(launcher);
+        let mut seen = String::new();
+        while !seen.ends_with("ready\n") {
+            let before = seen.len();
+            stdout.read_line(&mut seen).unwrap();
+            assert!(
+                seen.len() > before,
+                "the probe ended before it was ready:\n{seen}"
+            );
+        }
+        Self {
+            launcher,
+            stdout,
+            stderr,
+            seen,
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.launcher.0.id()
+    }
+
+    /// Sends SIGUSR1 to the launcher (which forwards it) and collects the rest: stdout, stderr
+    /// and the exit status. A launcher that does not end within 30 s is killed and fails.
+    fn finish(mut self) -> (String, String, std::process::ExitStatus) {
+        let pid = nix::unistd::Pid::from_raw(self.pid() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGUSR1).unwrap();
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let watchdog = {
+            let done = std::sync::Arc::clone(&done);
+            std::thread::spawn(move || {
+                let deadline = Instant::now() + Duration::from_secs(30);
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    if Instant::now() > deadline {
+                        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                        return true;
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                false
+            })
+        };
+        let mut rest = std::mem::take(&mut self.seen);
+        std::io::Read::read_to_string(&mut self.stdout, &mut rest).unwrap();
+        let mut errors = String::new();
+        std::io::Read::read_to_string(&mut self.stderr, &mut errors).unwrap();
+        let status = self.launcher.0.wait().unwrap();
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(
+            !watchdog.join().unwrap(),
+            "the sandbox did not end after SIGUSR1:\n{rest}\n{errors}"
+        );
+        (rest, errors, status)
+    }
+}
+
 #[test]
 fn accelerator_ioctls_fail_closed_when_the_supervisor_dies() {
     privileged!();
-    probe();
-    let mut launcher = Command::new(env!("CARGO_BIN_EXE_accelgate"))
-        .args(["run", "--root"])
-        .arg(common::fixture("tpu-v4-8"))
-        .args(["--simulate", "--bundle"])
-        .arg(example())
-        .args(["--", "/tpu-probe", "failclosed"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = launcher.id();
-    let mut stdout = BufReader::new(launcher.stdout.take().unwrap());
-    let stderr = launcher.stderr.take().unwrap();
-    let launcher = Reap(launcher);
-    let mut seen = String::new();
-    while !seen.ends_with("ready\n") {
-        let before = seen.len();
-        stdout.read_line(&mut seen).unwrap();
-        assert!(
-            seen.len() > before,
-            "the probe ended before it was ready:\n{seen}"
-        );
-    }
-    let gate: Vec<u32> = children_of(pid)
+    let probe = WaitingProbe::start("ENOSYS");
+    let gate: Vec<u32> = children_of(probe.pid())
         .into_iter()
         .filter(|(_, comm)| comm == "accelgate-gate")
         .map(|(child, _)| child)
@@ -271,7 +327,7 @@ fn accelerator_ioctls_fail_closed_when_the_supervisor_dies() {
         gate.len(),
         1,
         "one supervisor process: {:?}",
-        children_of(pid)
+        children_of(probe.pid())
     );
     let gate = nix::unistd::Pid::from_raw(gate[0] as i32);
     nix::sys::signal::kill(gate, nix::sys::signal::Signal::SIGKILL).unwrap();
@@ -284,25 +340,27 @@ fn accelerator_ioctls_fail_closed_when_the_supervisor_dies() {
         assert!(Instant::now() < deadline, "the supervisor did not die");
         std::thread::sleep(Duration::from_millis(10));
     }
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid as i32),
-        nix::sys::signal::Signal::SIGUSR1,
-    )
-    .unwrap();
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
-    let mut errors = String::new();
-    std::io::Read::read_to_string(&mut BufReader::new(stderr), &mut errors).unwrap();
-    let mut launcher = launcher;
-    let status = launcher.0.wait().unwrap();
+    let (stdout, errors, status) = probe.finish();
     assert_line(
-        &rest,
+        &stdout,
         "after SIGUSR1: GASKET_IOCTL_NUMBER_PAGE_TABLES",
         "ENOSYS",
     );
-    assert_line(&rest, "after SIGUSR1: FIONREAD on a pipe", "0");
-    assert_eq!(status.code(), Some(0), "{seen}{rest}\n{errors}");
+    assert_line(&stdout, "after SIGUSR1: FIONREAD on a pipe", "0");
+    assert_eq!(status.code(), Some(0), "{stdout}\n{errors}");
     assert!(errors.contains("supervisor killed by SIGKILL"), "{errors}");
+}
+
+#[test]
+fn signals_reach_a_gated_workload_while_the_supervisor_serves_it() {
+    privileged!();
+    let (stdout, errors, status) = WaitingProbe::start("0").finish();
+    assert_line(
+        &stdout,
+        "after SIGUSR1: GASKET_IOCTL_NUMBER_PAGE_TABLES",
+        "0",
+    );
+    assert_eq!(status.code(), Some(0), "{stdout}\n{errors}");
 }
 
 #[cfg(target_arch = "x86_64")]

@@ -36,15 +36,15 @@ pub fn fork() -> nix::unistd::ForkResult {
 pub fn continue_everything(listener: BorrowedFd<'_>, sync_wake_up: bool) {
     let fd = listener.as_raw_fd();
     if sync_wake_up {
-        let mut flags = SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP;
-        // SAFETY: SET_FLAGS reads one u64 from `flags`, which lives across the call.
-        unsafe {
+        // SAFETY: SET_FLAGS takes the flags by value; no memory is passed.
+        let set = unsafe {
             libc::ioctl(
                 fd,
                 SECCOMP_IOCTL_NOTIF_SET_FLAGS as libc::c_ulong,
-                &mut flags,
+                SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP as libc::c_ulong,
             )
         };
+        assert_eq!(set, 0, "SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (Linux 6.6)");
     }
     loop {
         let mut notif = SeccompNotif::default();

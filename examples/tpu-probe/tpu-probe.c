@@ -4,7 +4,8 @@
  *   tpu-probe vfio        the VFIO sequence of a TPU v5e/v5p/v6e/7x host, then forbidden calls
  *   tpu-probe accel       the gasket sequence of a TPU v4/v4 lite host, then forbidden calls
  *   tpu-probe race        REGISTER_INTERRUPT while another thread rewrites its offset
- *   tpu-probe failclosed  a gasket call, "ready", wait for SIGUSR1, the same call again
+ *   tpu-probe failclosed  a gasket call, "ready", wait for SIGUSR1, the same call again, which
+ *                         must fail with ENOSYS (the supervisor was killed), or give EXPECT
  *   tpu-probe compat      a gasket ioctl through the i386 and x32 entry points (x86_64)
  *
  * Each call prints one line, "<call> -> <result> [<verdict>]", where result is the return value
@@ -365,7 +366,7 @@ static int failclosed(int argc, char **argv)
 	int signal_number;
 	sigwait(&usr1, &signal_number);
 	report("after SIGUSR1: GASKET_IOCTL_NUMBER_PAGE_TABLES", ioctl(fd, GASKET_IOCTL_NUMBER_PAGE_TABLES, &tables),
-	       "ENOSYS");
+	       argc > 3 ? argv[3] : "ENOSYS");
 	if (pipe2(pipes, O_CLOEXEC) < 0)
 		return 1;
 	report("after SIGUSR1: FIONREAD on a pipe", ioctl(pipes[0], FIONREAD, &queued), "0");
@@ -414,7 +415,7 @@ int main(int argc, char **argv)
 		return failclosed(argc, argv);
 	if (!strcmp(mode, "compat"))
 		return compat(argc, argv);
-	fprintf(stderr, "usage: %s vfio | accel [DEV] | race [DEV [ROUNDS]] | failclosed [DEV] | compat [DEV]\n",
+	fprintf(stderr, "usage: %s vfio | accel [DEV] | race [DEV [ROUNDS]] | failclosed [DEV [EXPECT]] | compat [DEV]\n",
 		argv[0]);
 	return 2;
 }

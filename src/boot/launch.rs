@@ -161,9 +161,9 @@ pub fn launch(
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
             .map_err(|e| BootError::Launch(format!("{what} pipe: {e}")))
     };
-    let (go_read, go_write) = pipe("sync")?;
-    let (err_read, err_write) = pipe("error")?;
-    // Forked before any signal is blocked, so that it starts with plain dispositions.
+    // Forked before any signal is blocked, so that it starts with plain dispositions, and
+    // before the pipes below exist, so that it holds no end of them (the launcher reads the
+    // error pipe to its end while the workload runs).
     let (gate, workload_gate) = match gate {
         Some(config) => {
             let (process, workload) = GateProcess::start(config)?;
@@ -171,6 +171,7 @@ pub fn launch(
         }
         None => (None, None),
     };
+    let pipes = pipe("sync").and_then(|go| Ok((go, pipe("error")?)));
 
     // Block the signals to forward (and SIGCHLD) before the child exists, so none is lost; the
     // child inherits the mask and the workload clears it just before exec.
@@ -178,8 +179,21 @@ pub fn launch(
     watched.push(Signal::SIGCHLD);
     let watched = signal_set(&watched);
     let mut old_mask = SigSet::empty();
-    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&watched), Some(&mut old_mask))
-        .map_err(|e| BootError::Launch(format!("sigprocmask: {e}")))?;
+    let blocked = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&watched), Some(&mut old_mask))
+        .map_err(|e| BootError::Launch(format!("sigprocmask: {e}")));
+    let was_blocked = blocked.is_ok();
+    let ((go_read, go_write), (err_read, err_write)) = match blocked.and(pipes) {
+        Ok(pipes) => pipes,
+        Err(e) => {
+            if was_blocked {
+                let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old_mask), None);
+            }
+            if let Some(gate) = gate {
+                gate.abort();
+            }
+            return Err(e);
+        }
+    };
 
     let child = {
         let mut go_read = Some(go_read);

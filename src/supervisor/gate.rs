@@ -639,11 +639,12 @@ async fn open(shared: &Arc<Shared>, notif: SeccompNotif) {
     let id = notif.id;
     let tid = notif.pid as i32;
     let args = notif.data.args;
-    let native_openat = notif.data.nr as u32 != 2;
-    let (dirfd, path_ptr, flags) = if native_openat {
-        (args[0] as i32, args[1], args[2] as i32)
+    // The filter routes x86_64's open (2) and openat; aarch64 has openat only.
+    let plain_open = cfg!(target_arch = "x86_64") && notif.data.nr == 2;
+    let (path_ptr, flags) = if plain_open {
+        (args[0], args[1] as i32)
     } else {
-        (libc::AT_FDCWD, args[0], args[1] as i32)
+        (args[1], args[2] as i32)
     };
     let memory = NotifMemory::new(Pid::from_raw(tid), id, shared.listener.as_fd());
     let Ok(path) = memory.read_cstr(path_ptr, libc::PATH_MAX as usize) else {
@@ -652,9 +653,8 @@ async fn open(shared: &Arc<Shared>, notif: SeccompNotif) {
     let (Some(sim), Ok(path)) = (shared.simulator.clone(), String::from_utf8(path)) else {
         return reply_continue(shared, id);
     };
-    // Relative paths are left alone (`dirfd` matters only for them): libtpu and the probe open
-    // devices by absolute path.
-    let _ = dirfd;
+    // Relative paths (against the cwd or an openat dirfd) are left alone: libtpu and the probe
+    // open devices by absolute path.
     if !path.starts_with('/') {
         return reply_continue(shared, id);
     }

@@ -140,9 +140,20 @@ pub fn addfd(listener: BorrowedFd<'_>, mut request: SeccompNotifAddfd) -> io::Re
 }
 
 /// `SECCOMP_IOCTL_NOTIF_SET_FLAGS` (Linux 6.6).
+///
+/// The flags travel by value in the argument register, although the request number is
+/// encoded as `_IOW(.., __u64)`.
 pub fn set_flags(listener: BorrowedFd<'_>, flags: u64) -> io::Result<()> {
-    let mut flags = flags;
-    notif_ioctl(listener, SECCOMP_IOCTL_NOTIF_SET_FLAGS, &mut flags).map(drop)
+    // SAFETY: SET_FLAGS reads its argument as a plain integer; no memory is passed.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_ioctl,
+            listener.as_raw_fd(),
+            SECCOMP_IOCTL_NOTIF_SET_FLAGS as libc::c_ulong,
+            flags as libc::c_ulong,
+        )
+    })
+    .map(drop)
 }
 
 /// Issues `request` on `fd` with `arg` (the daemon's own copy of the argument) as the pointer.
