@@ -142,6 +142,13 @@ fn supervisor_main(launcher: Pid, socket: OwnedFd, stats: OwnedFd, config: GateC
     {
         return 1;
     }
+    // Dups, eventfds and pidfds in flight are fds: take the whole hard limit.
+    if let Ok((_, hard)) =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+    {
+        let _ =
+            nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, hard, hard);
+    }
     // What `ps` shows, and what tests look for.
     let _ = nix::sys::prctl::set_name(c"accelgate-gate");
     for forwarded in FORWARDED_SIGNALS {

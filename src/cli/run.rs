@@ -1,4 +1,4 @@
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -11,7 +11,7 @@ use crate::boot::{
 use crate::supervisor::classify::HostDevices;
 use crate::supervisor::gate::GateConfig;
 use crate::supervisor::policy::Mode;
-use crate::supervisor::simulator::Simulator;
+use crate::supervisor::simulator::{Simulator, real_devices_behind};
 
 const RUN_EXAMPLES: &str = "\
 Examples:
@@ -95,6 +95,14 @@ fn gate_config(
         return Ok(None);
     }
     let simulator = if args.simulate {
+        let real = real_devices_behind(&host.discovery, granted, Path::new("/sys"));
+        if !real.is_empty() {
+            eprintln!(
+                "error: --simulate: this machine has real devices at the numbers of {}; simulating over real hardware is refused (the sandbox's nodes would reach it)",
+                real.join(", ")
+            );
+            return Err(ExitCode::from(1));
+        }
         let log = match &args.sim_log {
             Some(path) => Some(
                 std::fs::OpenOptions::new()

@@ -4,8 +4,9 @@
 //! it in what the call creates; `CAP_PERFMON` and `CAP_SYS_NICE` also open doors. A call run by
 //! the root daemon on the workload's behalf must therefore not carry them. Each executor thread
 //! drops all three from its effective, permitted and inheritable sets at start (capabilities are
-//! per thread, so the daemon's other threads keep theirs) and takes on the caller's effective
-//! uid and gid for each call.
+//! per thread, so the daemon's other threads keep theirs), takes on the caller's effective uid
+//! and gid for each call, and keeps nothing in effect but CAP_SYS_PTRACE (to reach the caller's
+//! memory and fds).
 
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -68,16 +69,11 @@ fn take_ids(caller: Caller) -> std::io::Result<()> {
     // effective id; CAP_SYS_ADMIN and friends stay dropped from the permitted set.
     sys::set_thread_effective_ids(0, 0)?;
     sys::set_thread_effective_ids(caller.euid, caller.egid)?;
-    // A non-zero euid empties the effective set; the simulator still reads the caller's memory,
-    // which takes CAP_SYS_PTRACE (no driver consults it).
-    if caller.euid != 0 {
-        caps::raise(
-            None,
-            caps::CapSet::Effective,
-            caps::Capability::CAP_SYS_PTRACE,
-        )
-        .map_err(std::io::Error::other)?;
-    }
+    // The driver sees no capability at all in effect, whatever the caller's euid: only
+    // CAP_SYS_PTRACE, which reaching the caller's memory and fds takes and no driver consults.
+    // (An euid change to or from 0 rewrites the effective set, so this follows every switch.)
+    let effective = std::collections::HashSet::from([caps::Capability::CAP_SYS_PTRACE]);
+    caps::set(None, caps::CapSet::Effective, &effective).map_err(std::io::Error::other)?;
     IDS.set(Some(wanted));
     Ok(())
 }
@@ -123,6 +119,10 @@ impl Executor {
     ) -> Result<R, ExecutorGone> {
         let (done, result) = oneshot::channel();
         let wrapped: Job = Box::new(move || {
+            // Its caller stopped waiting (the deadline passed): a late call must not run.
+            if done.is_closed() {
+                return;
+            }
             if let Err(e) = take_ids(caller) {
                 tracing::warn!(%e, euid = caller.euid, "executor cannot take the caller's ids");
                 return;

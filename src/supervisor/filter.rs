@@ -23,7 +23,10 @@ pub enum Arch {
     Aarch64,
 }
 
-/// Syscall numbers of one ABI.
+/// `openat2`: the same number in every ABI here (the unified syscall table, Linux 5.6).
+pub const OPENAT2: u32 = 437;
+
+/// Syscall numbers of one ABI; `opens` ends with `openat`.
 struct Abi {
     audit: u32,
     ioctl: &'static [u32],
@@ -52,12 +55,12 @@ impl Arch {
             Self::X86_64 => Abi {
                 audit: AUDIT_ARCH_X86_64,
                 ioctl: &[16],
-                opens: &[2, 257],
+                opens: &[2, OPENAT2, 257],
             },
             Self::Aarch64 => Abi {
                 audit: AUDIT_ARCH_AARCH64,
                 ioctl: &[29],
-                opens: &[56],
+                opens: &[OPENAT2, 56],
             },
         }
     }
@@ -67,12 +70,12 @@ impl Arch {
             Self::X86_64 => Abi {
                 audit: AUDIT_ARCH_I386,
                 ioctl: &[54],
-                opens: &[5, 295],
+                opens: &[5, OPENAT2, 295],
             },
             Self::Aarch64 => Abi {
                 audit: AUDIT_ARCH_ARM,
                 ioctl: &[54],
-                opens: &[5, 322],
+                opens: &[5, OPENAT2, 322],
             },
         }
     }
@@ -83,7 +86,7 @@ impl Arch {
             Self::X86_64 => Some(Abi {
                 audit: AUDIT_ARCH_X86_64,
                 ioctl: &[16, 514],
-                opens: &[2, 257],
+                opens: &[2, OPENAT2, 257],
             }),
             Self::Aarch64 => None,
         }
@@ -456,6 +459,12 @@ mod tests {
             (
                 "openat with simulation",
                 call(native, openat, 0),
+                true,
+                Action::Notify,
+            ),
+            (
+                "openat2 with simulation",
+                call(native, OPENAT2, 0),
                 true,
                 Action::Notify,
             ),

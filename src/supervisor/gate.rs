@@ -218,9 +218,9 @@ fn caller_of(tid: i32, pidfd: Option<&OwnedFd>) -> Option<Caller> {
 struct PidfdCache(Mutex<HashMap<i32, Arc<OwnedFd>>>);
 
 impl PidfdCache {
-    /// Entries kept before the cache starts over (a sandbox with this many live callers pays
-    /// one `pidfd_open` per call again, and nothing else).
-    const CAPACITY: usize = 4096;
+    /// Entries kept before the cache starts over: well below any fd limit, and more threads
+    /// than a TPU runtime makes gated calls from.
+    const CAPACITY: usize = 256;
 
     /// Thread `tid`'s pidfd and its fd `fd`, duplicated.
     fn dup(&self, tid: i32, fd: i32) -> Result<(Arc<OwnedFd>, OwnedFd), Errno> {
@@ -265,7 +265,16 @@ fn thread_pidfd(tid: i32) -> Result<OwnedFd, Errno> {
             other => return other,
         }
     }
-    open(caller_of(tid, None).ok_or(Errno::ESRCH)?.tgid, 0)
+    // A thread group's pidfd reaches the leader's file table; a thread made without
+    // CLONE_FILES (or after unshare) has its own, so its numbers would name other files.
+    let tgid = caller_of(tid, None).ok_or(Errno::ESRCH)?.tgid;
+    if tgid != tid
+        && !sys::same_file_table(tid, tgid)
+            .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EPERM)))?
+    {
+        return Err(Errno::EPERM);
+    }
+    open(tgid, 0)
 }
 
 fn getfd(pidfd: &OwnedFd, fd: i32) -> Option<OwnedFd> {
@@ -278,8 +287,13 @@ fn dup_of(pidfd: &OwnedFd, fd: i32) -> Result<OwnedFd, Errno> {
         .map_err(|e| Errno::from_raw(e.raw_os_error()))
 }
 
+/// The caller's fd `fd`, duplicated, if it is an eventfd.
+fn eventfd_dup(pidfd: &OwnedFd, fd: i32) -> Option<OwnedFd> {
+    getfd(pidfd, fd).filter(|dup| anon_inode_name(dup).as_deref() == Some("[eventfd]"))
+}
+
 fn is_eventfd(pidfd: &OwnedFd, fd: i32) -> bool {
-    getfd(pidfd, fd).is_some_and(|dup| anon_inode_name(&dup).as_deref() == Some("[eventfd]"))
+    eventfd_dup(pidfd, fd).is_some()
 }
 
 fn key_of(pidfd: &OwnedFd, fd: i32) -> Option<FileKey> {
@@ -352,18 +366,24 @@ async fn ioctl(shared: &Arc<Shared>, notif: SeccompNotif) {
     let ruling = policy(kind, request, arg);
     let memory = NotifMemory::new(Pid::from_raw(tid), id, shared.listener.as_fd());
     let (mut plan, mut verdict) = decide(shared.mode, &shared.sandbox, kind, &ruling, arg, &memory);
+    // The driver would take any fd; only the caller's eventfds may reach it, and the files
+    // checked here are the ones it gets (not whatever the numbers name later).
+    let mut eventfds = Vec::new();
     if let Plan::Emulate {
         copy,
         eventfd_fields,
     } = &plan
     {
-        // The driver would take any fd; only the caller's eventfds may reach it.
-        if let Some(field) = eventfd_fields.iter().find(|offset| {
-            let fd = super::policy::field_u64(copy, **offset).and_then(|v| i32::try_from(v).ok());
-            !fd.is_some_and(|fd| is_eventfd(&pidfd, fd))
-        }) {
-            tracing::debug!(ioctl = ruling.ioctl.name, field, "not an eventfd");
-            (plan, verdict) = (Plan::Deny(Errno::EINVAL), Verdict::Denied);
+        for offset in eventfd_fields.iter() {
+            let fd = super::policy::field_u64(copy, *offset).and_then(|v| i32::try_from(v).ok());
+            match fd.and_then(|fd| eventfd_dup(&pidfd, fd)) {
+                Some(file) => eventfds.push((*offset, file)),
+                None => {
+                    tracing::debug!(ioctl = ruling.ioctl.name, field = offset, "not an eventfd");
+                    (plan, verdict) = (Plan::Deny(Errno::EINVAL), Verdict::Denied);
+                    break;
+                }
+            }
         }
     }
     if let Ok(mut counters) = shared.counters.lock() {
@@ -390,13 +410,9 @@ async fn ioctl(shared: &Arc<Shared>, notif: SeccompNotif) {
         arg,
     };
     let result = match (plan, target) {
-        (
-            Plan::Emulate {
-                copy,
-                eventfd_fields,
-            },
-            Target::Host(dup),
-        ) => run_on_host(shared, HostCall { dup, pending }, copy, eventfd_fields).await,
+        (Plan::Emulate { copy, .. }, Target::Host(dup)) => {
+            run_on_host(shared, HostCall { dup, pending }, copy, eventfds).await
+        }
         (Plan::Emulate { copy, .. }, Target::Sim(key)) => {
             run_simulated(shared, SimCall { key, kind, pending }, Some(copy)).await
         }
@@ -500,47 +516,45 @@ struct SimCall<'a> {
 }
 
 /// Emulates on the host driver: the executor issues the call on a dup of the workload's fd
-/// with the daemon's checked copy (eventfds translated to the daemon's dups), then the copy goes
-/// back to the workload, after a check that the call is still pending.
+/// with the daemon's checked copy, its eventfd fields pointing at the daemon's dups of the
+/// eventfds that were checked; then what the driver changed goes back to the workload, after a
+/// check that the call is still pending.
 async fn run_on_host(
     shared: &Arc<Shared>,
     call: HostCall<'_>,
     copy: Vec<u8>,
-    eventfd_fields: &'static [usize],
+    eventfds: Vec<(usize, OwnedFd)>,
 ) -> Result<Outcome, Errno> {
     let Ok(_slot) = shared.slots.acquire().await else {
         return Err(Errno::EAGAIN);
     };
     let HostCall { dup, pending } = call;
     let request = pending.ruling.ioctl.request;
-    let pidfd = Arc::clone(&pending.pidfd);
-    let job = move || -> Result<(i64, Vec<u8>), Errno> {
+    let listener = Arc::clone(&shared.listener);
+    let (tid, id) = (pending.tid, pending.id);
+    let job = move || -> Result<(i64, Vec<u8>, Vec<u8>), Errno> {
+        // A call whose caller was interrupted or died is not issued.
+        if !sys::id_valid(listener.as_fd(), id) {
+            return Err(Errno::ESRCH);
+        }
         let mut work = copy.clone();
-        // The dups stay open until the driver has taken its references.
-        let mut held = Vec::new();
-        for offset in eventfd_fields {
-            let fd = super::policy::field_u64(&copy, *offset)
-                .and_then(|v| i32::try_from(v).ok())
-                .ok_or(Errno::EBADF)?;
-            let ours = getfd(&pidfd, fd).ok_or(Errno::EBADF)?;
-            work[*offset..*offset + 8].copy_from_slice(&(ours.as_raw_fd() as u64).to_ne_bytes());
-            held.push(ours);
+        for (offset, file) in &eventfds {
+            work[*offset..*offset + 8].copy_from_slice(&(file.as_raw_fd() as u64).to_ne_bytes());
         }
         let value = sys::ioctl_on_copy(dup.as_fd(), request, &mut work)
             .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?;
         // The workload sees its own fd numbers again.
-        for offset in eventfd_fields {
+        for (offset, _) in &eventfds {
             work[*offset..*offset + 8].copy_from_slice(&copy[*offset..*offset + 8]);
         }
-        Ok((value, work))
+        Ok((value, copy, work))
     };
-    let (value, out) = timed(shared, pending.caller, job).await??;
-    NotifMemory::new(
-        Pid::from_raw(pending.tid),
-        pending.id,
-        shared.listener.as_fd(),
-    )
-    .write(pending.arg, &out)?;
+    let (value, before, after) = timed(shared, pending.caller, job).await??;
+    NotifMemory::new(Pid::from_raw(tid), id, shared.listener.as_fd()).write_changes(
+        pending.arg,
+        &before,
+        &after,
+    )?;
     Ok(Outcome::Value(value))
 }
 
@@ -583,9 +597,13 @@ async fn run_simulated(
         pending.arg,
     );
     let pidfd = Arc::clone(&pending.pidfd);
-    let emulated = copy.is_some();
+    let before = copy.clone();
     let job = move || -> Result<(SimOutcome, Option<Vec<u8>>), Errno> {
         let memory = NotifMemory::new(Pid::from_raw(tid), id, listener.as_fd());
+        // A call whose caller was interrupted or died is not run.
+        if !memory.still_pending() {
+            return Err(Errno::ESRCH);
+        }
         let mut copy = copy;
         let fd_key = |fd: i32| key_of(&pidfd, fd);
         let eventfd = |fd: i32| is_eventfd(&pidfd, fd);
@@ -603,9 +621,10 @@ async fn run_simulated(
         let outcome = sim.lock().map_err(|_| Errno::EIO)?.ioctl(key, &mut call)?;
         Ok((outcome, copy))
     };
-    let (outcome, copy) = timed(shared, caller, job).await??;
-    if let (true, Some(copy)) = (emulated, copy) {
-        NotifMemory::new(Pid::from_raw(tid), id, shared.listener.as_fd()).write(arg, &copy)?;
+    let (outcome, after) = timed(shared, caller, job).await??;
+    if let (Some(before), Some(after)) = (before, after) {
+        NotifMemory::new(Pid::from_raw(tid), id, shared.listener.as_fd())
+            .write_changes(arg, &before, &after)?;
     }
     Ok(match outcome {
         SimOutcome::Value(v) => Outcome::Value(v),
@@ -639,14 +658,27 @@ async fn open(shared: &Arc<Shared>, notif: SeccompNotif) {
     let id = notif.id;
     let tid = notif.pid as i32;
     let args = notif.data.args;
-    // The filter routes x86_64's open (2) and openat; aarch64 has openat only.
-    let plain_open = cfg!(target_arch = "x86_64") && notif.data.nr == 2;
-    let (path_ptr, flags) = if plain_open {
-        (args[0], args[1] as i32)
-    } else {
-        (args[1], args[2] as i32)
-    };
     let memory = NotifMemory::new(Pid::from_raw(tid), id, shared.listener.as_fd());
+    // The filter routes openat and openat2 everywhere, and x86_64's open (2).
+    let (path_ptr, flags) = match notif.data.nr as u32 {
+        super::filter::OPENAT2 => {
+            // `struct open_how` starts with the u64 flags.
+            let how = memory
+                .read(args[2], 8)
+                .ok()
+                .and_then(|b| super::policy::field_u64(&b, 0));
+            let Some(flags) = how else {
+                return reply_continue(shared, id);
+            };
+            (args[1], flags as i32)
+        }
+        2 if cfg!(target_arch = "x86_64") => (args[0], args[1] as i32),
+        _ => (args[1], args[2] as i32),
+    };
+    // An O_PATH fd can neither read, write, mmap nor ioctl: the node itself serves.
+    if flags & libc::O_PATH != 0 {
+        return reply_continue(shared, id);
+    }
     let Ok(path) = memory.read_cstr(path_ptr, libc::PATH_MAX as usize) else {
         return reply_continue(shared, id);
     };
@@ -661,8 +693,10 @@ async fn open(shared: &Arc<Shared>, notif: SeccompNotif) {
     let Some(index) = sim_node(shared, &sim, tid, &path) else {
         return reply_continue(shared, id);
     };
+    // From here on the path names a simulated node: a failure is an error, never a continue
+    // onto the node itself.
     let Some(caller) = caller_of(tid, thread_pidfd(tid).ok().as_ref()) else {
-        return reply_continue(shared, id);
+        return reply(shared, id, Err(Errno::ESRCH));
     };
     let tgid = caller.tgid;
     let in_use = |keys: &[FileKey]| holds_any(tgid, keys);

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::sys::memfd::{MFdFlags, memfd_create};
@@ -17,6 +17,14 @@ use crate::accel::sim::AccelSim;
 use crate::discovery::Discovery;
 use crate::tpuproxy::{DriverModel, Generation};
 use crate::vfio::sim::{GroupSpec, VfioSim};
+
+/// Carriers one sandbox may open in all (each costs the simulator a map entry, no fd).
+///
+/// The simulator keeps no reference to a carrier once it is installed, so a sandbox that
+/// closes them holds the supervisor's fd table to nothing. A key stays unique after its file is
+/// gone because the kernel hands out memfd inode numbers from a counter that reuses a number
+/// only after it wraps (2^32 inodes later); a stale key could then only name another memfd.
+const MAX_CARRIERS: usize = 65_536;
 
 /// What a simulated device node stands for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,8 +66,6 @@ struct Carrier {
     kind: FdKind,
     handle: u64,
     group: Option<u32>,
-    // The simulator's own reference, so that the inode stays unique while it is known.
-    _file: OwnedFd,
 }
 
 /// One record of the simulator's log: what it was asked, by whom, from which thread
@@ -226,15 +232,16 @@ impl Simulator {
                 i64::try_from(*offset).map_err(|_| Errno::EFBIG)?,
             )?;
         }
+        if self.carriers.len() >= MAX_CARRIERS {
+            return Err(Errno::EMFILE);
+        }
         let st = nix::sys::stat::fstat(file.as_fd())?;
-        let ours = file.try_clone().map_err(|_| Errno::EMFILE)?;
         self.carriers.insert(
             (st.st_dev, st.st_ino),
             Carrier {
                 kind,
                 handle,
                 group,
-                _file: ours,
             },
         );
         Ok(file)
@@ -299,6 +306,25 @@ impl Simulator {
     }
 }
 
+/// The fixture's TPU nodes among `granted` whose device numbers name a real device on the
+/// machine whose sysfs is `real_sys` (`/sys/dev/char/MAJOR:MINOR` exists): the sandbox's node
+/// carries the fixture's numbers, so an open that slipped past the broker (a path rewritten
+/// after the check, a `/proc/self/fd` reopen, `creat`) would reach that device. The VFIO
+/// container is left out: a real one without groups reaches no hardware.
+pub fn real_devices_behind(host: &Discovery, granted: &[usize], real_sys: &Path) -> Vec<String> {
+    host.tpus
+        .iter()
+        .filter(|chip| granted.contains(&chip.index))
+        .flat_map(|chip| &chip.nodes)
+        .filter(|node| {
+            real_sys
+                .join(format!("dev/char/{}:{}", node.major, node.minor))
+                .exists()
+        })
+        .map(|node| format!("{} ({}:{})", node.path.display(), node.major, node.minor))
+        .collect()
+}
+
 /// What a simulated call produced.
 #[derive(Debug)]
 pub enum SimOutcome {
@@ -310,4 +336,23 @@ pub enum SimOutcome {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nodes_that_are_real_devices_here_are_named() {
+        let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/sysfs/tpu-v4-8");
+        let host = crate::discovery::discover(&crate::pci::HostRoot::at(fixture).unwrap()).unwrap();
+        let sys = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(sys.path().join("dev/char/121:2")).unwrap();
+        std::fs::create_dir_all(sys.path().join("dev/char/10:196")).unwrap();
+        assert_eq!(
+            real_devices_behind(&host, &[0, 1, 2, 3], sys.path()),
+            ["/dev/accel2 (121:2)"]
+        );
+        assert!(real_devices_behind(&host, &[0, 1], sys.path()).is_empty());
+    }
 }

@@ -7,7 +7,7 @@ use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use super::abi::{
-    PIDFD_GET_INFO, PIDFD_INFO_PID_AND_CREDS, PidfdInfo, SECCOMP_GET_ACTION_AVAIL,
+    KCMP_FILES, PIDFD_GET_INFO, PIDFD_INFO_PID_AND_CREDS, PidfdInfo, SECCOMP_GET_ACTION_AVAIL,
     SECCOMP_GET_NOTIF_SIZES, SECCOMP_IOCTL_NOTIF_ADDFD, SECCOMP_IOCTL_NOTIF_ID_VALID,
     SECCOMP_IOCTL_NOTIF_RECV, SECCOMP_IOCTL_NOTIF_SEND, SECCOMP_IOCTL_NOTIF_SET_FLAGS,
     SECCOMP_SET_MODE_FILTER, SeccompNotif, SeccompNotifAddfd, SeccompNotifResp, SeccompNotifSizes,
@@ -101,6 +101,12 @@ pub fn recv(listener: BorrowedFd<'_>) -> io::Result<SeccompNotif> {
     let mut notif = SeccompNotif::default();
     notif_ioctl(listener, SECCOMP_IOCTL_NOTIF_RECV, &mut notif)?;
     Ok(notif)
+}
+
+/// Whether tasks `a` and `b` share one file table (`kcmp(KCMP_FILES)`, Linux 3.5).
+pub fn same_file_table(a: i32, b: i32) -> io::Result<bool> {
+    // SAFETY: kcmp takes plain integers.
+    check(unsafe { libc::syscall(libc::SYS_kcmp, a, b, KCMP_FILES, 0, 0) }).map(|order| order == 0)
 }
 
 /// `PIDFD_GET_INFO` (Linux 6.13): the task's ids and credentials.
