@@ -103,25 +103,19 @@ fn workload(
     let mut status = [8u8, 0, 0, 0, 0, 0, 0, 0];
     let mut line = |name: &str, ns: f64| out.push_str(&format!("{name} {ns:.1}\n"));
 
-    line(
-        "ioctl, no filter",
-        per_call(iterations * 10, || {
-            sys::ioctl(null, TCGETS, termios.as_mut_ptr());
-        }),
-    );
-    line(
-        "getppid, no filter",
-        per_call(iterations * 10, || {
-            let _ = nix::unistd::getppid();
-        }),
-    );
-    line(
-        "routed ioctl, no filter",
-        per_call(iterations * 10, || {
-            sys::ioctl(null, GROUP_GET_STATUS.request, status.as_mut_ptr());
-        }),
-    );
-
+    let cheap = iterations * 10;
+    let mut unrouted = || {
+        sys::ioctl(null, TCGETS, termios.as_mut_ptr());
+    };
+    let mut parent = || {
+        let _ = nix::unistd::getppid();
+    };
+    let mut routed = || {
+        sys::ioctl(null, GROUP_GET_STATUS.request, status.as_mut_ptr());
+    };
+    line("ioctl, no filter", per_call(cheap, &mut unrouted));
+    line("getppid, no filter", per_call(cheap, &mut parent));
+    line("routed ioctl, no filter", per_call(cheap, &mut routed));
     line("pipe round trip", pipe_round_trip(iterations));
 
     if let Err(e) = install_and_send(program, socket) {
@@ -133,33 +127,13 @@ fn workload(
         return 1;
     }
     let Some(carrier) = carrier else {
-        line(
-            "bare seccomp round trip",
-            per_call(iterations, || {
-                sys::ioctl(null, GROUP_GET_STATUS.request, status.as_mut_ptr());
-            }),
-        );
+        line("bare seccomp round trip", per_call(iterations, &mut routed));
         let _ = std::fs::File::from(report).write_all(out.as_bytes());
         return 0;
     };
-    line(
-        "ioctl, filter allows",
-        per_call(iterations * 10, || {
-            sys::ioctl(null, TCGETS, termios.as_mut_ptr());
-        }),
-    );
-    line(
-        "getppid, filter allows",
-        per_call(iterations * 10, || {
-            let _ = nix::unistd::getppid();
-        }),
-    );
-    line(
-        "CONTINUE",
-        per_call(iterations, || {
-            sys::ioctl(null, GROUP_GET_STATUS.request, status.as_mut_ptr());
-        }),
-    );
+    line("ioctl, filter allows", per_call(cheap, &mut unrouted));
+    line("getppid, filter allows", per_call(cheap, &mut parent));
+    line("CONTINUE", per_call(iterations, &mut routed));
     line(
         "deny",
         per_call(iterations, || {
@@ -243,21 +217,6 @@ fn scenario(bare: bool, sync_wake_up: bool, pinned: bool) {
             let listener = receive_listener(ours.as_fd())
                 .expect("receive")
                 .expect("a listener");
-            if bare {
-                // The thread stays blocked in NOTIF_RECV once the workload is gone; the
-                // scenario process exits under it.
-                std::thread::spawn(move || {
-                    sys::continue_everything(listener.as_fd(), sync_wake_up)
-                });
-                std::fs::File::from(go_write).write_all(b"g").unwrap();
-                let mut lines = String::new();
-                std::fs::File::from(report_read)
-                    .read_to_string(&mut lines)
-                    .unwrap();
-                let _ = nix::sys::wait::waitpid(child, None);
-                print!("{lines}");
-                return;
-            }
             let config = GateConfig {
                 sandbox: "bench".into(),
                 mode: Mode::Enforce,
@@ -272,14 +231,25 @@ fn scenario(bare: bool, sync_wake_up: bool, pinned: bool) {
                 deadline: Duration::from_secs(10),
                 sync_wake_up,
             };
-            let server = std::thread::spawn(move || serve(listener, config));
+            // The bare server stays blocked in NOTIF_RECV once the workload is gone; the
+            // scenario process exits under it. The gate ends when its listener hangs up.
+            let gate = if bare {
+                std::thread::spawn(move || {
+                    sys::continue_everything(listener.as_fd(), sync_wake_up)
+                });
+                None
+            } else {
+                Some(std::thread::spawn(move || serve(listener, config)))
+            };
             std::fs::File::from(go_write).write_all(b"g").unwrap();
             let mut lines = String::new();
             std::fs::File::from(report_read)
                 .read_to_string(&mut lines)
                 .unwrap();
             let _ = nix::sys::wait::waitpid(child, None);
-            let _ = server.join();
+            if let Some(gate) = gate {
+                let _ = gate.join();
+            }
             print!("{lines}");
         }
     }

@@ -822,43 +822,60 @@ mod tests {
     }
 
     #[test]
-    fn passthrough_audits_content_checks_but_keeps_denials() {
-        assert_eq!(
-            verdicts(
+    fn passthrough_and_audit_loosen_what_they_should() {
+        let (good, bad) = ([0, 7, 2, 0x472_0000], [0, 7, 2, 0x1000]);
+        let (interrupt, map, set) = (
+            REGISTER_INTERRUPT.request,
+            MAP_BUFFER.request,
+            SET_EVENTFD.request,
+        );
+        let cases = [
+            // Passthrough: content checks only audited, denials kept.
+            (
                 Mode::Passthrough,
-                REGISTER_INTERRUPT.request,
-                [0, 7, 2, 0x1000]
+                interrupt,
+                bad,
+                Plan::Continue,
+                Verdict::Audited,
             ),
-            (Plan::Continue, Verdict::Audited)
-        );
-        assert_eq!(
-            verdicts(
+            (
                 Mode::Passthrough,
-                REGISTER_INTERRUPT.request,
-                [0, 7, 2, 0x472_0000]
+                interrupt,
+                good,
+                Plan::Continue,
+                Verdict::Allowed,
             ),
-            (Plan::Continue, Verdict::Allowed)
-        );
-        assert_eq!(
-            verdicts(Mode::Passthrough, SET_EVENTFD.request, [0; 4]),
-            (Plan::Deny(Errno::EPERM), Verdict::Denied)
-        );
-    }
-
-    #[test]
-    fn audit_allows_everything_and_marks_what_enforce_would_refuse() {
-        assert_eq!(
-            verdicts(Mode::Audit, SET_EVENTFD.request, [0; 4]),
-            (Plan::Continue, Verdict::Audited)
-        );
-        assert_eq!(
-            verdicts(Mode::Audit, MAP_BUFFER.request, [1, 4096, 0, 0]),
-            (Plan::Continue, Verdict::Audited)
-        );
-        assert_eq!(
-            verdicts(Mode::Audit, MAP_BUFFER.request, [0, 4096, 0, 0]),
-            (Plan::Continue, Verdict::Allowed)
-        );
+            (
+                Mode::Passthrough,
+                set,
+                [0; 4],
+                Plan::Deny(Errno::EPERM),
+                Verdict::Denied,
+            ),
+            // Audit: everything allowed, what enforce would refuse marked.
+            (Mode::Audit, set, [0; 4], Plan::Continue, Verdict::Audited),
+            (
+                Mode::Audit,
+                map,
+                [1, 4096, 0, 0],
+                Plan::Continue,
+                Verdict::Audited,
+            ),
+            (
+                Mode::Audit,
+                map,
+                [0, 4096, 0, 0],
+                Plan::Continue,
+                Verdict::Allowed,
+            ),
+        ];
+        for (mode, request, words, plan, verdict) in cases {
+            assert_eq!(
+                verdicts(mode, request, words),
+                (plan, verdict),
+                "{mode} {request:#x}"
+            );
+        }
     }
 
     #[test]
