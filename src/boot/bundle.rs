@@ -1,7 +1,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use oci_spec::runtime::Spec;
+use oci_spec::runtime::{Process, Spec};
 
 use super::BootError;
 
@@ -51,6 +51,16 @@ impl Bundle {
             self.dir.join(path)
         }
     }
+}
+
+/// The spec's process, which a bundle must have.
+pub fn required_process(spec: &Spec) -> Result<&Process, BootError> {
+    spec.process()
+        .as_ref()
+        .ok_or_else(|| BootError::InvalidField {
+            field: "process".into(),
+            reason: "missing; a bundle needs a process to run".into(),
+        })
 }
 
 fn check_device_types(spec: &serde_json::Value) -> Result<(), BootError> {

@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::bundle::required_process;
 use super::cgroups::CgroupLayout;
 use super::config::{BootConfig, OverlayMode, Settings};
 use super::devices::{DevTree, describe, host_device, spec_device};
@@ -543,14 +544,7 @@ fn process_plan(
     rootfs: Option<&RootDir>,
     rules: &mut Rules,
 ) -> Result<ProcessPlan, BootError> {
-    let process = bundle
-        .spec
-        .process()
-        .as_ref()
-        .ok_or_else(|| BootError::InvalidField {
-            field: "process".into(),
-            reason: "missing; a bundle needs a process to run".into(),
-        })?;
+    let process = required_process(&bundle.spec)?;
     let args = process.args().clone().unwrap_or_default();
     let raw_cwd = process.cwd().to_string_lossy().into_owned();
     let cwd = clean_absolute(&raw_cwd).map_err(|reason| BootError::InvalidField {

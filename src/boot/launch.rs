@@ -27,6 +27,7 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid};
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
+use super::bundle::required_process;
 use super::gate::{GateProcess, GateReport, WorkloadGate};
 use super::process::exec_workload;
 use super::sys::{clone_child, fork_process};
@@ -144,13 +145,7 @@ pub fn launch(
 ) -> Result<Launched, BootError> {
     ensure_single_threaded()?;
     let flags = clone_flags(spec)?;
-    let process = spec
-        .process()
-        .clone()
-        .ok_or_else(|| BootError::InvalidField {
-            field: "process".into(),
-            reason: "missing; a bundle needs a process to run".into(),
-        })?;
+    let process = required_process(spec)?.clone();
     let user_namespace = flags.contains(CloneFlags::CLONE_NEWUSER);
     let apply_options = ApplyOptions {
         host_dev: options.host_dev.clone(),

@@ -3,6 +3,8 @@
 //! the filter is a few dozen instructions best kept in plain sight. Every number is pinned to the
 //! kernel's in the tests below.
 
+use super::ioctl::{iow, iowr};
+
 /// `kcmp(2)` type: do two tasks share one file table (`include/uapi/linux/kcmp.h`).
 pub const KCMP_FILES: u32 = 2;
 
@@ -162,7 +164,7 @@ pub struct PidfdInfo {
 /// `PIDFD_INFO_PID | PIDFD_INFO_CREDS`: ids and credentials (always returned).
 pub const PIDFD_INFO_PID_AND_CREDS: u64 = 0b11;
 /// `PIDFD_GET_INFO`: `_IOWR(PIDFS_IOCTL_MAGIC 0xFF, 11, struct pidfd_info)`.
-pub const PIDFD_GET_INFO: u32 = super::ioctl::iowr(0xff, 11, size_of::<PidfdInfo>());
+pub const PIDFD_GET_INFO: u32 = iowr(0xff, 11, size_of::<PidfdInfo>());
 
 const _: () = assert!(size_of::<PidfdInfo>() == 64);
 const _: () = assert!(size_of::<SeccompData>() == 64);
@@ -177,23 +179,19 @@ pub const SECCOMP_ADDFD_FLAG_SEND: u32 = 1 << 1;
 /// SET_FLAGS: wake the target on the supervisor's CPU (Linux 6.6).
 pub const SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP: u64 = 1;
 
-const SECCOMP_IOC_MAGIC: u32 = b'!' as u32;
-const fn ioc(dir: u32, nr: u32, size: u32) -> u32 {
-    (dir << 30) | (size << 16) | (SECCOMP_IOC_MAGIC << 8) | nr
-}
-const IOC_WRITE: u32 = 1;
-const IOC_READ: u32 = 2;
+const SECCOMP_IOC_MAGIC: u8 = b'!';
 
 /// `SECCOMP_IOCTL_NOTIF_RECV` (`_IOWR('!', 0, struct seccomp_notif)`).
-pub const SECCOMP_IOCTL_NOTIF_RECV: u32 = ioc(IOC_READ | IOC_WRITE, 0, 80);
+pub const SECCOMP_IOCTL_NOTIF_RECV: u32 = iowr(SECCOMP_IOC_MAGIC, 0, size_of::<SeccompNotif>());
 /// `SECCOMP_IOCTL_NOTIF_SEND` (`_IOWR('!', 1, struct seccomp_notif_resp)`).
-pub const SECCOMP_IOCTL_NOTIF_SEND: u32 = ioc(IOC_READ | IOC_WRITE, 1, 24);
+pub const SECCOMP_IOCTL_NOTIF_SEND: u32 = iowr(SECCOMP_IOC_MAGIC, 1, size_of::<SeccompNotifResp>());
 /// `SECCOMP_IOCTL_NOTIF_ID_VALID` (`_IOW('!', 2, __u64)`).
-pub const SECCOMP_IOCTL_NOTIF_ID_VALID: u32 = ioc(IOC_WRITE, 2, 8);
+pub const SECCOMP_IOCTL_NOTIF_ID_VALID: u32 = iow(SECCOMP_IOC_MAGIC, 2, size_of::<u64>());
 /// `SECCOMP_IOCTL_NOTIF_ADDFD` (`_IOW('!', 3, struct seccomp_notif_addfd)`).
-pub const SECCOMP_IOCTL_NOTIF_ADDFD: u32 = ioc(IOC_WRITE, 3, 24);
+pub const SECCOMP_IOCTL_NOTIF_ADDFD: u32 =
+    iow(SECCOMP_IOC_MAGIC, 3, size_of::<SeccompNotifAddfd>());
 /// `SECCOMP_IOCTL_NOTIF_SET_FLAGS` (`_IOW('!', 4, __u64)`).
-pub const SECCOMP_IOCTL_NOTIF_SET_FLAGS: u32 = ioc(IOC_WRITE, 4, 8);
+pub const SECCOMP_IOCTL_NOTIF_SET_FLAGS: u32 = iow(SECCOMP_IOC_MAGIC, 4, size_of::<u64>());
 
 /// One classic BPF instruction (`struct sock_filter`).
 #[repr(C)]

@@ -389,35 +389,24 @@ async fn ioctl(shared: &Arc<Shared>, notif: SeccompNotif) {
     if let Ok(mut counters) = shared.counters.lock() {
         counters.add(kind.name(), ruling.ioctl.name, verdict);
     }
-    let (plan, target) = match (plan, target) {
-        (Plan::Deny(errno), _) => {
+    let copy = match plan {
+        Plan::Deny(errno) => {
             tracing::info!(sandbox = %shared.sandbox, device = %kind, ioctl = ruling.ioctl.name, request = format_args!("{request:#x}"), errno = %errno, "denied");
             return reply(shared, id, Err(errno));
         }
-        (Plan::Continue, Target::Host(_)) => return reply_continue(shared, id),
-        other => other,
+        Plan::Continue => None,
+        Plan::Emulate { copy, .. } => Some(copy),
     };
-    // Backends run as the caller: its ids are read only for them.
-    let Some(caller) = caller_of(tid, Some(&pidfd)) else {
-        return reply(shared, id, Err(Errno::ESRCH));
-    };
-    let pending = Pending {
-        ruling: &ruling,
-        caller,
-        pidfd,
-        tid,
-        id,
-        arg,
-    };
-    let result = match (plan, target) {
-        (Plan::Emulate { copy, .. }, Target::Host(dup)) => {
-            run_on_host(shared, HostCall { dup, pending }, copy, eventfds).await
-        }
-        (Plan::Emulate { copy, .. }, Target::Sim(key)) => {
-            run_simulated(shared, SimCall { key, kind, pending }, Some(copy)).await
-        }
-        (_, Target::Sim(key)) => run_simulated(shared, SimCall { key, kind, pending }, None).await,
-        (_, Target::Host(_)) => Err(Errno::EPERM),
+    let result = match (target, copy) {
+        (Target::Host(_), None) => return reply_continue(shared, id),
+        (Target::Host(dup), Some(copy)) => match pending(&ruling, pidfd, tid, id, arg) {
+            Ok(pending) => run_on_host(shared, HostCall { dup, pending }, copy, eventfds).await,
+            Err(e) => Err(e),
+        },
+        (Target::Sim(key), copy) => match pending(&ruling, pidfd, tid, id, arg) {
+            Ok(pending) => run_simulated(shared, SimCall { key, kind, pending }, copy).await,
+            Err(e) => Err(e),
+        },
     };
     match result {
         Ok(Outcome::Value(v)) => reply(shared, id, Ok(v)),
@@ -500,6 +489,25 @@ struct Pending<'a> {
     tid: i32,
     id: u64,
     arg: u64,
+}
+
+/// The pending call, with the caller's ids, which backends run as (read only for them).
+fn pending(
+    ruling: &Ruling,
+    pidfd: Arc<OwnedFd>,
+    tid: i32,
+    id: u64,
+    arg: u64,
+) -> Result<Pending<'_>, Errno> {
+    let caller = caller_of(tid, Some(&pidfd)).ok_or(Errno::ESRCH)?;
+    Ok(Pending {
+        ruling,
+        caller,
+        pidfd,
+        tid,
+        id,
+        arg,
+    })
 }
 
 /// A call for the host driver, on a dup of the caller's fd.
