@@ -13,6 +13,7 @@ pub mod discovery;
 pub mod fixture;
 pub mod nvproxy;
 pub mod pci;
+pub mod plan;
 pub mod supervisor;
 pub mod tpuproxy;
 pub mod vfio;

@@ -7,9 +7,8 @@ use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 
-use accelgate::boot::{
-    BootConfig, BootError, MountOrigin, OverlayMode, SandboxPlan, Selection, SourceKind,
-};
+use accelgate::boot::{BootConfig, BootError, Selection};
+use accelgate::plan::{MountOrigin, OverlayMode, SandboxPlan, SourceKind};
 use common::TempBundle;
 use serde_json::{Value, json};
 
@@ -20,14 +19,14 @@ fn mounts(plan: &SandboxPlan) -> Vec<String> {
         .collect()
 }
 
-fn mount<'a>(plan: &'a SandboxPlan, destination: &str) -> &'a accelgate::boot::PlannedMount {
+fn mount<'a>(plan: &'a SandboxPlan, destination: &str) -> &'a accelgate::plan::PlannedMount {
     plan.mounts
         .iter()
         .find(|m| m.destination == Path::new(destination))
         .unwrap_or_else(|| panic!("no mount at {destination}"))
 }
 
-fn device<'a>(plan: &'a SandboxPlan, path: &str) -> Option<&'a accelgate::boot::PlannedDevice> {
+fn device<'a>(plan: &'a SandboxPlan, path: &str) -> Option<&'a accelgate::plan::PlannedDevice> {
     plan.devices.iter().find(|d| d.path == Path::new(path))
 }
 

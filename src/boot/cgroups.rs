@@ -2,8 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-use super::plan::{BindSource, MountOrigin, PlannedMount, SourceKind};
 use crate::pci::HostRoot;
+use crate::plan::{BindSource, MountOrigin, PlannedMount, SourceKind};
 
 /// How the host's cgroup hierarchies are mounted.
 #[derive(Debug, Clone, PartialEq, Eq)]

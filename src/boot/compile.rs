@@ -4,22 +4,23 @@ use std::path::{Path, PathBuf};
 
 use super::bundle::required_process;
 use super::cgroups::CgroupLayout;
-use super::config::{BootConfig, OverlayMode, Settings};
+use super::config::{BootConfig, Settings};
 use super::devices::{DevTree, describe, host_device, spec_device};
 use super::executable::{DEFAULT_PATH, resolve_executable};
 use super::gpu::{VISIBLE_DEVICES, gpu_request};
 use super::hints::parse_hints;
 use super::mounts::{mandatory_mounts, order_parents_first, readonly_bind, spec_mounts, tmp_mount};
 use super::paths::{clean_absolute, is_proper_ancestor};
-use super::plan::{
-    Accelerators, MountOrigin, PLAN_SCHEMA, PlannedDevice, PlannedMount, PlannedRlimit,
-    ProcessPlan, RootfsPlan, SandboxPlan, SourceKind,
-};
 use super::tpu::tpu_request;
 use super::{BootError, Bundle, Rules};
 use crate::discovery::{Discovery, discover};
 use crate::nvproxy::abi as nv;
 use crate::pci::{DevNode, HostRoot};
+use crate::plan::OverlayMode;
+use crate::plan::{
+    Accelerators, MountOrigin, PLAN_SCHEMA, PlannedDevice, PlannedMount, PlannedRlimit,
+    ProcessPlan, RootfsPlan, SandboxPlan, SourceKind,
+};
 use crate::tpuproxy::DriverModel;
 use crate::vfs::{FileInfo, RootDir, VfsError};
 

@@ -6,8 +6,8 @@ use oci_spec::runtime::{LinuxDevice, LinuxDeviceType};
 
 use super::BootError;
 use super::paths::clean_absolute;
-use super::plan::{PlannedDevice, PlannedSymlink};
 use crate::pci::DevNode;
+use crate::plan::{PlannedDevice, PlannedSymlink};
 use crate::vfs::STANDARD_DEVICES;
 
 /// The default devices every sandbox gets: null, zero, full, random, urandom and tty.

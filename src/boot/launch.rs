@@ -27,11 +27,12 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid};
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
+use super::BootError;
 use super::bundle::required_process;
 use super::gate::{GateProcess, GateReport, WorkloadGate};
 use super::process::exec_workload;
 use super::sys::{clone_child, fork_process};
-use super::{BootError, SandboxPlan};
+use crate::plan::SandboxPlan;
 use crate::supervisor::gate::GateConfig;
 use crate::vfs::{ApplyOptions, RealSys, apply};
 

@@ -19,7 +19,6 @@ mod launch;
 mod mounts;
 mod options;
 mod paths;
-mod plan;
 mod process;
 mod sys;
 mod tpu;
@@ -28,8 +27,8 @@ pub use bundle::Bundle;
 pub use cgroups::CgroupLayout;
 pub use compile::{HostSnapshot, compile};
 pub use config::{
-    ANNOTATION_PREFIX, BootConfig, OVERLAY_ANNOTATION, OverlayMode, ROOTFS_IMAGE_ANNOTATION,
-    Selection, TPU_ANNOTATION,
+    ANNOTATION_PREFIX, BootConfig, OVERLAY_ANNOTATION, ROOTFS_IMAGE_ANNOTATION, Selection,
+    TPU_ANNOTATION,
 };
 pub use error::BootError;
 pub use gate::GateReport;
@@ -37,10 +36,6 @@ pub use gpu::{DRIVER_CAPABILITIES, VISIBLE_DEVICES, parse_capabilities, parse_vi
 pub use hints::MOUNT_HINT_PREFIX;
 pub use launch::{EXIT_SETUP_FAILED, FORWARDED_SIGNALS, LaunchOptions, Launched, Outcome, launch};
 pub use paths::clean_absolute;
-pub use plan::{
-    Accelerators, Access, BindSource, MountOrigin, PLAN_SCHEMA, PlannedDevice, PlannedMount,
-    PlannedRlimit, PlannedSymlink, ProcessPlan, RootfsPlan, SandboxPlan, SharedVolume, SourceKind,
-};
 pub use process::rlimit_resource;
 
 /// The reasons rules fired, kept for the plan and logged at debug level as they happen.

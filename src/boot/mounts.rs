@@ -8,8 +8,8 @@ use oci_spec::runtime::Mount;
 use super::hints::{MountHint, Share};
 use super::options;
 use super::paths::{clean_absolute, is_proper_ancestor};
-use super::plan::{Access, BindSource, MountOrigin, PlannedMount, SharedVolume, SourceKind};
 use super::{BootError, Bundle, Rules};
+use crate::plan::{Access, BindSource, MountOrigin, PlannedMount, SharedVolume, SourceKind};
 use crate::vfs::{FileKind, RootDir};
 
 /// Filesystem types accelgate mounts. Anything else is skipped with a rule, as gVisor does.

@@ -10,9 +10,9 @@ use nix::sys::resource::{Resource, setrlimit};
 use nix::unistd::{Gid, Uid};
 use oci_spec::runtime::{Capabilities, Process};
 
-use super::SandboxPlan;
 use super::gate::WorkloadGate;
 use super::sys::cloexec_from;
+use crate::plan::SandboxPlan;
 
 /// Why the workload could not be started, and the exit status that stands for it (126: found
 /// but not runnable; 127: not found; 125: set-up failed), as shells and podman use them.

@@ -5,7 +5,8 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::table::Table;
-use crate::boot::{BootConfig, Bundle, HostSnapshot, OverlayMode, SandboxPlan, Selection, compile};
+use crate::boot::{BootConfig, Bundle, HostSnapshot, Selection, compile};
+use crate::plan::{OverlayMode, SandboxPlan};
 
 const PLAN_EXAMPLES: &str = "\
 Examples:

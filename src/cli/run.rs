@@ -5,9 +5,8 @@ use std::time::Duration;
 use clap::Args;
 
 use super::plan::{SandboxArgs, build};
-use crate::boot::{
-    GateReport, HostSnapshot, LaunchOptions, Launched, Outcome, SandboxPlan, launch,
-};
+use crate::boot::{GateReport, HostSnapshot, LaunchOptions, Launched, Outcome, launch};
+use crate::plan::SandboxPlan;
 use crate::supervisor::classify::HostDevices;
 use crate::supervisor::gate::GateConfig;
 use crate::supervisor::policy::Mode;

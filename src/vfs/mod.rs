@@ -8,8 +8,7 @@ pub mod abi;
 mod apply;
 mod error;
 mod majors;
-#[cfg(test)]
-mod recording;
+pub mod recording;
 mod registry;
 mod rootdir;
 mod sys;

@@ -14,7 +14,9 @@ use nix::sys::stat::Mode;
 use super::rootdir::{FileInfo, FileKind};
 use super::system::{MountFlags, NodeType, Sys, proc_fd_path};
 
-/// One recorded call, with descriptors replaced by the paths behind them.
+/// One recorded call, with descriptors replaced by the paths behind them. Variants mirror the
+/// [`Sys`] methods one to one, with the same argument names.
+#[allow(missing_docs)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Call {
     MakeRootRslave,
@@ -75,20 +77,33 @@ pub enum Call {
 /// the source, for `open_tree`) so that `apply` can go on; `mknodat` remembers the node so
 /// that the verifying stat sees it.
 pub struct RecordingSys {
+    /// The calls made so far, in order.
     pub calls: RefCell<Vec<Call>>,
     nodes: RefCell<BTreeMap<PathBuf, FileInfo>>,
     scratch: tempfile::TempDir,
-    /// When set, the new mount API answers ENOSYS (a kernel before 5.2).
-    pub no_new_mount_api: bool,
+    /// When set, the new mount API answers ENOSYS (a kernel before 5.2) after this many of
+    /// its calls have succeeded (the rootfs bind needs `open_tree`; what follows can do
+    /// without).
+    pub new_mount_api_calls: Option<std::cell::Cell<usize>>,
+}
+
+impl Default for RecordingSys {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl RecordingSys {
+    /// A recorder with an empty scratch directory.
+    ///
+    /// # Panics
+    /// When no temporary directory can be made (it is a test fake).
     pub fn new() -> Self {
         Self {
             calls: RefCell::new(Vec::new()),
             nodes: RefCell::new(BTreeMap::new()),
             scratch: tempfile::tempdir().unwrap(),
-            no_new_mount_api: false,
+            new_mount_api_calls: None,
         }
     }
 
@@ -105,10 +120,13 @@ impl RecordingSys {
     }
 
     fn unsupported(&self) -> io::Result<()> {
-        if self.no_new_mount_api {
-            Err(io::Error::from_raw_os_error(libc::ENOSYS))
-        } else {
-            Ok(())
+        match &self.new_mount_api_calls {
+            Some(left) if left.get() == 0 => Err(io::Error::from_raw_os_error(libc::ENOSYS)),
+            Some(left) => {
+                left.set(left.get() - 1);
+                Ok(())
+            }
+            None => Ok(()),
         }
     }
 }

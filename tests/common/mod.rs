@@ -115,7 +115,7 @@ impl TempBundle {
     pub fn plan(
         &self,
         host: &str,
-    ) -> Result<accelgate::boot::SandboxPlan, accelgate::boot::BootError> {
+    ) -> Result<accelgate::plan::SandboxPlan, accelgate::boot::BootError> {
         self.plan_with(
             host,
             accelgate::boot::BootConfig {
@@ -130,7 +130,7 @@ impl TempBundle {
         &self,
         host: &str,
         config: accelgate::boot::BootConfig,
-    ) -> Result<accelgate::boot::SandboxPlan, accelgate::boot::BootError> {
+    ) -> Result<accelgate::plan::SandboxPlan, accelgate::boot::BootError> {
         let bundle = accelgate::boot::Bundle::load(self.dir.path())?;
         let root = accelgate::pci::HostRoot::at(fixture(host)).unwrap();
         let snapshot = accelgate::boot::HostSnapshot::read(&root)?;
