@@ -6,12 +6,14 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use crate::accel::abi::ACCEL_MAJOR;
 use crate::nvproxy::{self, NvidiaDriver, NvidiaGpu, abi as nv};
 use crate::pci::{
-    self, DevNode, HostRoot, PciError, PciScan, ProcDevices, UnsupportedDevice, Warning,
+    self, DevNode, HostRoot, NodeKind, PciError, PciScan, ProcDevices, UnsupportedDevice, Warning,
 };
-use crate::tpuproxy::{self, DriverModel, TpuChip};
-use crate::vfs::{DeviceClass, DeviceRegistry, VfsError};
+use crate::tpuproxy::{self, DriverModel, Generation, TpuChip};
+use crate::vfio::abi::{CONTAINER_PATH, GROUP_MAJOR_NAME, MISC_MAJOR, VFIO_MINOR};
+use crate::vfs::{DeviceClass, DeviceRegistry, RegisteredDevice, VfsError};
 
 /// Name and version of the JSON schema.
 pub const SCHEMA: &str = "accelgate.discovery/v1";
@@ -89,14 +91,36 @@ impl Discovery {
         if let Some(host) = &self.proc_devices {
             registry.reserve_host_majors(host);
         }
+        // Numbers fixed by Linux or by the host's driver stand for their class wherever a node
+        // with them shows up, discovered or not (a node made with CAP_MKNOD, a chip discovery
+        // skipped): the gate classifies files by these.
+        registry.register_major(NodeKind::Char, ACCEL_MAJOR, DeviceClass::TpuAccel);
+        if let Some(major) = self
+            .proc_devices
+            .as_ref()
+            .and_then(|d| d.char_major(GROUP_MAJOR_NAME))
+        {
+            registry.register_major(NodeKind::Char, major, DeviceClass::VfioGroup);
+        }
         for chip in &self.tpus {
             let class = match chip.driver {
+                DriverModel::Accel if chip.generation == Generation::V4Lite => {
+                    DeviceClass::TpuAccelLite
+                }
                 DriverModel::Accel => DeviceClass::TpuAccel,
                 DriverModel::Vfio => DeviceClass::VfioGroup,
             };
             for node in &chip.nodes {
                 registry.register_node(node, class)?;
             }
+        }
+        if self.vfio.is_none() {
+            let container = RegisteredDevice {
+                class: DeviceClass::VfioContainer,
+                path: CONTAINER_PATH.into(),
+                mode: 0o666,
+            };
+            registry.register(NodeKind::Char, MISC_MAJOR, VFIO_MINOR, container)?;
         }
         for node in self.vfio.iter().flat_map(|v| &v.nodes) {
             registry.register_node(node, DeviceClass::VfioContainer)?;

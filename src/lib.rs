@@ -10,6 +10,7 @@ pub mod accel;
 pub mod boot;
 pub mod cli;
 pub mod discovery;
+pub mod family;
 pub mod fixture;
 pub mod nvproxy;
 pub mod pci;

@@ -62,3 +62,28 @@ pub fn continue_everything(listener: BorrowedFd<'_>, sync_wake_up: bool) {
         unsafe { libc::ioctl(fd, SECCOMP_IOCTL_NOTIF_SEND as libc::c_ulong, &mut response) };
     }
 }
+
+/// Installs `program` as a plain filter (no listener), the way any seccomp user does.
+pub fn install_plain_filter(
+    program: &[accelgate::supervisor::abi::SockFilter],
+) -> Result<(), String> {
+    let len = u16::try_from(program.len()).map_err(|_| "a filter this long".to_owned())?;
+    let fprog = libc::sock_fprog {
+        len,
+        filter: program.as_ptr().cast_mut().cast(),
+    };
+    // SAFETY: `fprog` points at `program`, which outlives the call; the kernel copies it.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            0,
+            &fprog as *const libc::sock_fprog,
+        )
+    };
+    if ret == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error().to_string())
+    }
+}

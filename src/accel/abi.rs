@@ -11,7 +11,7 @@ pub const DRM_ACCEL_MAJOR: u32 = 261;
 /// The sysfs class both of them register.
 pub const ACCEL_CLASS: &str = "accel";
 
-use crate::supervisor::ioctl::{IoctlDef, io, ior, iow, iowr};
+use crate::family::{IoctlDef, io, ior, iow, iowr};
 
 /// The gasket ioctl magic (tensorflow/tpu `gasket.h`).
 pub const GASKET_MAGIC: u8 = 0xdc;

@@ -1,27 +1,24 @@
-//! The gasket policy: what a sandbox may do with a TPU v4 or v4 lite accel node, keyed on the
-//! request (the fd kind is always [`FdKind::Accel`]).
+//! The gasket family: what a sandbox may do with a TPU v4 or v4 lite accel node. One table
+//! for both kinds; only REGISTER_INTERRUPT's check tells them apart.
 
 use nix::errno::Errno;
 
 use super::abi::{
-    CLEAR_EVENTFD, CLEAR_INTERRUPT_COUNTS, CONFIG_COHERENT_ALLOCATOR, INTERRUPT_BAR, IOCTLS,
+    CLEAR_EVENTFD, CLEAR_INTERRUPT_COUNTS, CONFIG_COHERENT_ALLOCATOR, GASKET_MAGIC, INTERRUPT_BAR,
     LOOPBACK_INTERRUPT, MAP_BUFFER, MAP_DMA_BUF, NUMBER_PAGE_TABLES, PAGE_TABLE_SIZE, PAGE_TABLES,
     PARTITION_PAGE_TABLE, REGISTER_INTERRUPT, RESET, SET_EVENTFD, SIMPLE_PAGE_TABLE_SIZE,
     UNMAP_BUFFER, UNREGISTER_INTERRUPT, V4_INTERRUPT_OFFSETS, V4_INTERRUPTS,
     V4LITE_INTERRUPT_OFFSETS, V4LITE_INTERRUPTS,
 };
-use crate::supervisor::ioctl::IoctlDef;
-use crate::supervisor::policy::{Action, FdKind, Ruling, field_u64, unknown};
+use crate::family::{Action, DeviceClass, Family, FdKind, IoctlDef, Owned, field_u64, rows};
+
+/// A TPU v4 accel node.
+pub const ACCEL: FdKind = FdKind::new("gasket", "tpu-accel");
+/// A TPU v4 lite accel node, whose interrupt list is shorter.
+pub const ACCEL_LITE: FdKind = FdKind::new("gasket", "tpu-accel-lite");
 
 /// Offset of `event_fd` in `struct gasket_interrupt_mapping`.
 const MAPPING_EVENT_FD: usize = 8;
-
-/// Whether `request` is a gasket number (magic 0xDC, which no other driver uses). On any other
-/// file it is answered ENOTTY by the gate rather than continued, so that a second thread cannot
-/// swap an accel file in under the number between the check and the call.
-pub const fn owns(request: u32) -> bool {
-    crate::supervisor::ioctl::ioc_type(request) == super::abi::GASKET_MAGIC
-}
 
 /// What the gasket driver answers for a request it does not know.
 pub const UNKNOWN_ERRNO: Errno = Errno::EINVAL;
@@ -29,56 +26,56 @@ pub const UNKNOWN_ERRNO: Errno = Errno::EINVAL;
 /// The errno for a known request the sandbox may not make.
 pub const FORBIDDEN_ERRNO: Errno = Errno::EPERM;
 
-/// The ruling for `request` on an accel fd.
+/// The gasket table, the same for v4 and v4 lite:
 ///
 /// - By request number: RESET, NUMBER_PAGE_TABLES, the page-table size queries,
 ///   CLEAR_INTERRUPT_COUNTS and UNREGISTER_INTERRUPT continue.
 /// - MAP_BUFFER and UNMAP_BUFFER must run in the workload (they pin its pages): checked (page
 ///   table 0 of 1) and continued.
 /// - REGISTER_INTERRUPT is emulated: BAR 2, an interrupt below the chip's count, a register
-///   offset in the chip's list, and an eventfd, all checked on the daemon's copy.
+///   offset in the chip's list, and an eventfd, all checked on the gate's copy.
 /// - SET_EVENTFD, CLEAR_EVENTFD, PARTITION_PAGE_TABLE, MAP_DMA_BUF and the upstream staging
 ///   ABI's requests are refused with EPERM; unknown requests with EINVAL, as the driver does.
-pub fn rule(request: u32) -> Ruling {
-    let known = |def: IoctlDef, action| Ruling { ioctl: def, action };
-    match request {
-        r if r == RESET.request => known(RESET, Action::Continue),
-        r if r == NUMBER_PAGE_TABLES.request => known(NUMBER_PAGE_TABLES, Action::Continue),
-        r if r == PAGE_TABLE_SIZE.request => known(PAGE_TABLE_SIZE, Action::Continue),
-        r if r == SIMPLE_PAGE_TABLE_SIZE.request => known(SIMPLE_PAGE_TABLE_SIZE, Action::Continue),
-        r if r == CLEAR_INTERRUPT_COUNTS.request => known(CLEAR_INTERRUPT_COUNTS, Action::Continue),
-        r if r == UNREGISTER_INTERRUPT.request => known(UNREGISTER_INTERRUPT, Action::Continue),
-        r if r == MAP_BUFFER.request => {
-            known(MAP_BUFFER, Action::CheckThenContinue(check_page_table))
-        }
-        r if r == UNMAP_BUFFER.request => {
-            known(UNMAP_BUFFER, Action::CheckThenContinue(check_page_table))
-        }
-        r if r == REGISTER_INTERRUPT.request => known(
-            REGISTER_INTERRUPT,
-            Action::Emulate {
-                check: check_interrupt,
-                eventfd_fields: &[MAPPING_EVENT_FD],
-            },
-        ),
-        r => match IOCTLS.iter().find(|d| d.request == r) {
-            Some(def) if forbidden(def) => known(*def, Action::Deny(FORBIDDEN_ERRNO)),
-            _ => unknown(r, UNKNOWN_ERRNO),
+const TABLE: [(IoctlDef, Action); 15] = [
+    (RESET, Action::Continue),
+    (NUMBER_PAGE_TABLES, Action::Continue),
+    (PAGE_TABLE_SIZE, Action::Continue),
+    (SIMPLE_PAGE_TABLE_SIZE, Action::Continue),
+    (CLEAR_INTERRUPT_COUNTS, Action::Continue),
+    (UNREGISTER_INTERRUPT, Action::Continue),
+    (MAP_BUFFER, Action::CheckThenContinue(check_page_table)),
+    (UNMAP_BUFFER, Action::CheckThenContinue(check_page_table)),
+    (
+        REGISTER_INTERRUPT,
+        Action::Emulate {
+            check: check_interrupt,
+            eventfd_fields: &[MAPPING_EVENT_FD],
         },
-    }
-}
+    ),
+    (SET_EVENTFD, Action::Deny(FORBIDDEN_ERRNO)),
+    (CLEAR_EVENTFD, Action::Deny(FORBIDDEN_ERRNO)),
+    (PARTITION_PAGE_TABLE, Action::Deny(FORBIDDEN_ERRNO)),
+    (MAP_DMA_BUF, Action::Deny(FORBIDDEN_ERRNO)),
+    (LOOPBACK_INTERRUPT, Action::Deny(FORBIDDEN_ERRNO)),
+    (CONFIG_COHERENT_ALLOCATOR, Action::Deny(FORBIDDEN_ERRNO)),
+];
 
-fn forbidden(def: &IoctlDef) -> bool {
-    [
-        SET_EVENTFD,
-        CLEAR_EVENTFD,
-        PARTITION_PAGE_TABLE,
-        MAP_DMA_BUF,
-        LOOPBACK_INTERRUPT,
-        CONFIG_COHERENT_ALLOCATOR,
-    ]
-    .iter()
-    .any(|d| d == def)
+/// The gasket family. It owns magic 0xDC, which no other driver uses.
+pub fn family() -> Family {
+    Family {
+        name: "gasket",
+        kinds: &[ACCEL, ACCEL_LITE],
+        devices: &[
+            (DeviceClass::TpuAccel, ACCEL),
+            (DeviceClass::TpuAccelLite, ACCEL_LITE),
+        ],
+        anon_inodes: &[],
+        owned: &[Owned::Magic(GASKET_MAGIC)],
+        unknown_errno: UNKNOWN_ERRNO,
+        requests: rows(ACCEL, &TABLE)
+            .chain(rows(ACCEL_LITE, &TABLE))
+            .collect(),
+    }
 }
 
 /// MAP_BUFFER / UNMAP_BUFFER: the chips have one page table; another index is EFAULT, as the
@@ -94,9 +91,10 @@ fn check_page_table(_: FdKind, arg: &[u8]) -> Result<(), Errno> {
 
 /// REGISTER_INTERRUPT: the interrupt number, BAR and register offset must be one of the chip's.
 fn check_interrupt(kind: FdKind, arg: &[u8]) -> Result<(), Errno> {
-    let (count, offsets): (u64, &[u64]) = match kind {
-        FdKind::Accel { lite: true } => (V4LITE_INTERRUPTS, &V4LITE_INTERRUPT_OFFSETS),
-        _ => (V4_INTERRUPTS, &V4_INTERRUPT_OFFSETS),
+    let (count, offsets): (u64, &[u64]) = if kind == ACCEL_LITE {
+        (V4LITE_INTERRUPTS, &V4LITE_INTERRUPT_OFFSETS)
+    } else {
+        (V4_INTERRUPTS, &V4_INTERRUPT_OFFSETS)
     };
     let field = |offset| field_u64(arg, offset).ok_or(Errno::EFAULT);
     let (interrupt, bar, offset) = (field(0)?, field(16)?, field(24)?);
@@ -109,7 +107,12 @@ fn check_interrupt(kind: FdKind, arg: &[u8]) -> Result<(), Errno> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::accel::abi::GasketInterruptMapping;
+    use crate::accel::abi::{GasketInterruptMapping, IOCTLS};
+    use crate::family::Ruling;
+
+    fn rule(request: u32) -> Ruling {
+        family().rule(ACCEL, request, 0)
+    }
 
     fn bytes(mapping: GasketInterruptMapping) -> Vec<u8> {
         [
@@ -162,12 +165,18 @@ mod tests {
         let unknown = rule(0xc008_dc30);
         assert_eq!(unknown.ioctl.name, "unknown");
         assert!(matches!(unknown.action, Action::Deny(Errno::EINVAL)));
+        // The table covers every request of the header, on both kinds.
+        let gasket = family();
+        for def in IOCTLS {
+            for kind in [ACCEL, ACCEL_LITE] {
+                assert!(gasket.request(kind, def.request).is_some(), "{}", def.name);
+            }
+        }
     }
 
     #[test]
     fn interrupts_are_checked_against_the_chip() {
-        let v4 = FdKind::Accel { lite: false };
-        let lite = FdKind::Accel { lite: true };
+        let (v4, lite) = (ACCEL, ACCEL_LITE);
         let ok = GasketInterruptMapping {
             interrupt: 0,
             event_fd: 5,

@@ -3,18 +3,20 @@
 //! lists), with every call recorded.
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 
 use nix::errno::Errno;
 use serde::Serialize;
 
+use super::abi::{BAR2_BASE, BAR2_SIZE};
 use super::abi::{
     CLEAR_INTERRUPT_COUNTS, INTERRUPT_BAR, MAP_BUFFER, NUMBER_PAGE_TABLES, PAGE_TABLE_SIZE,
     PAGE_TABLES, REGISTER_INTERRUPT, RESET, SIMPLE_PAGE_TABLE_SIZE, UNMAP_BUFFER,
     UNREGISTER_INTERRUPT, V4_INTERRUPT_OFFSETS, V4_INTERRUPTS, V4LITE_INTERRUPT_OFFSETS,
     V4LITE_INTERRUPTS,
 };
-use crate::supervisor::backend::{Call, SimReply};
-use crate::supervisor::policy::field_u64;
+use super::policy::{ACCEL, ACCEL_LITE};
+use crate::family::{Call, Caller, CarrierLookup, DeviceSim, Opened, SimNode, SimReply, field_u64};
 
 const PAGE: u64 = 4096;
 /// Entries the simulated page table reports.
@@ -36,6 +38,7 @@ pub struct Interrupt {
 #[derive(Debug, Default)]
 struct Chip {
     lite: bool,
+    paths: Vec<PathBuf>,
     owner: Option<i32>,
     buffers: BTreeMap<u64, (u64, u64)>,
     interrupts: BTreeMap<u64, Interrupt>,
@@ -57,12 +60,13 @@ pub struct AccelSim {
 }
 
 impl AccelSim {
-    /// Adds chip `index` (TPU v4, or v4 lite when `lite`).
-    pub fn add_chip(&mut self, index: usize, lite: bool) {
+    /// Adds chip `index` (TPU v4, or v4 lite when `lite`), served at `paths`.
+    pub fn add_chip(&mut self, index: usize, lite: bool, paths: Vec<PathBuf>) {
         self.chips.insert(
             index,
             Chip {
                 lite,
+                paths,
                 ..Chip::default()
             },
         );
@@ -187,14 +191,48 @@ impl AccelSim {
     }
 }
 
+impl DeviceSim for AccelSim {
+    fn nodes(&self) -> Vec<SimNode> {
+        self.chips
+            .iter()
+            .flat_map(|(index, chip)| {
+                chip.paths.iter().map(move |path| SimNode {
+                    path: path.clone(),
+                    kind: if chip.lite { ACCEL_LITE } else { ACCEL },
+                    id: *index as u64,
+                    exclusive: false,
+                })
+            })
+            .collect()
+    }
+
+    fn open(&mut self, node: &SimNode, flags: i32, caller: Caller) -> Result<Opened, Errno> {
+        let index = usize::try_from(node.id).map_err(|_| Errno::ENODEV)?;
+        let writer = flags & libc::O_ACCMODE != libc::O_RDONLY;
+        let handle = AccelSim::open(self, index, writer, caller.tgid)?;
+        Ok(Opened {
+            handle,
+            // BAR 2 is mapped from the carrier at its own offset.
+            size: BAR2_BASE + BAR2_SIZE,
+        })
+    }
+
+    fn ioctl(
+        &mut self,
+        handle: u64,
+        call: &mut Call<'_>,
+        _: CarrierLookup<'_>,
+    ) -> Result<SimReply, Errno> {
+        AccelSim::ioctl(self, handle, call)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::cell::RefCell;
 
     use super::*;
-    use crate::supervisor::backend::Caller;
-    use crate::supervisor::memory::{FakeMemory, Memory};
-    use crate::supervisor::policy::FdKind;
+    use crate::family::{FakeMemory, IoctlDef, Memory};
 
     fn memory() -> FakeMemory {
         FakeMemory {
@@ -206,7 +244,7 @@ mod tests {
     fn run(
         sim: &mut AccelSim,
         handle: u64,
-        def: crate::supervisor::ioctl::IoctlDef,
+        def: IoctlDef,
         arg: u64,
         copy: Option<Vec<u8>>,
         mem: &FakeMemory,
@@ -214,7 +252,7 @@ mod tests {
     ) -> Result<SimReply, Errno> {
         let mut copy = copy;
         let mut call = Call {
-            kind: FdKind::Accel { lite: false },
+            kind: ACCEL,
             ioctl: def,
             arg,
             copy: copy.as_mut(),
@@ -228,7 +266,7 @@ mod tests {
             is_eventfd: &|fd| fd == 7,
             received: Default::default(),
         };
-        sim.ioctl(handle, &mut call)
+        AccelSim::ioctl(sim, handle, &mut call)
     }
 
     fn words(values: [u64; 4]) -> Vec<u8> {
@@ -238,7 +276,7 @@ mod tests {
     #[test]
     fn the_first_writer_owns_the_chip() {
         let mut sim = AccelSim::default();
-        sim.add_chip(0, false);
+        sim.add_chip(0, false, Vec::new());
         let mem = memory();
         let owner = sim.open(0, true, 100).unwrap();
         let other = sim.open(0, true, 200).unwrap();
@@ -269,7 +307,7 @@ mod tests {
     #[test]
     fn buffers_and_interrupts() {
         let mut sim = AccelSim::default();
-        sim.add_chip(0, true);
+        sim.add_chip(0, true, Vec::new());
         let mem = memory();
         let file = sim.open(0, true, 1).unwrap();
         mem.write(0x10000, &words([0, 4096, 0x11000, 0x1000]))

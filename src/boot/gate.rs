@@ -20,11 +20,51 @@ use nix::unistd::{ForkResult, Pid};
 use super::BootError;
 use super::launch::FORWARDED_SIGNALS;
 use super::sys::{fork_process, ignore_signal};
+use crate::family::{DeviceClass, Family};
+use crate::pci::NodeKind;
+use crate::plan::SandboxPlan;
 use crate::supervisor::abi::SockFilter;
 use crate::supervisor::filter::{Arch, build};
-use crate::supervisor::gate::{GateConfig, serve};
 use crate::supervisor::handoff::{check_kernel, install_and_send, receive_listener};
 use crate::supervisor::stats::Stats;
+use crate::supervisor::{GateConfig, serve};
+use crate::vfs::DeviceRegistry;
+
+/// The device families the gate serves: every one accelgate knows, whatever the sandbox was
+/// given, so that a node made inside the sandbox (CAP_MKNOD) is gated too.
+pub fn families() -> Vec<Family> {
+    vec![
+        crate::accel::policy::family(),
+        crate::vfio::policy::family(),
+    ]
+}
+
+/// The plan's accelerator nodes whose numbers name a real device on the machine whose sysfs
+/// is `real_sys` (`/sys/dev/char/MAJOR:MINOR` exists), as `path (major:minor)`. A fixture's
+/// nodes carry the fixture's numbers: where the machine has a device at them, the sandbox's
+/// node would reach it (an open that slips past the broker, or no simulation at all). The VFIO
+/// container is left out: one without groups reaches no hardware.
+pub fn real_devices_behind(
+    plan: &SandboxPlan,
+    registry: &DeviceRegistry,
+    real_sys: &std::path::Path,
+) -> Vec<String> {
+    plan.devices
+        .iter()
+        .filter(|d| d.kind == 'c')
+        .filter(|d| {
+            registry
+                .class_of(NodeKind::Char, d.major, d.minor)
+                .is_some_and(|c| c.is_accelerator() && c != DeviceClass::VfioContainer)
+        })
+        .filter(|d| {
+            real_sys
+                .join(format!("dev/char/{}:{}", d.major, d.minor))
+                .exists()
+        })
+        .map(|d| format!("{} ({}:{})", d.path.display(), d.major, d.minor))
+        .collect()
+}
 
 /// How long the launcher waits for the supervisor's counts once the sandbox is gone.
 const STATS_WAIT: Duration = Duration::from_secs(10);

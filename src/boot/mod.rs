@@ -31,7 +31,7 @@ pub use config::{
     TPU_ANNOTATION,
 };
 pub use error::BootError;
-pub use gate::GateReport;
+pub use gate::{GateReport, families, real_devices_behind};
 pub use gpu::{DRIVER_CAPABILITIES, VISIBLE_DEVICES, parse_capabilities, parse_visible_devices};
 pub use hints::MOUNT_HINT_PREFIX;
 pub use launch::{EXIT_SETUP_FAILED, FORWARDED_SIGNALS, LaunchOptions, Launched, Outcome, launch};

@@ -1,16 +1,16 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::Args;
 
 use super::plan::{SandboxArgs, build};
-use crate::boot::{GateReport, HostSnapshot, LaunchOptions, Launched, Outcome, launch};
+use crate::boot::{
+    GateReport, HostSnapshot, LaunchOptions, Launched, Outcome, families, launch,
+    real_devices_behind,
+};
 use crate::plan::SandboxPlan;
-use crate::supervisor::classify::HostDevices;
-use crate::supervisor::gate::GateConfig;
-use crate::supervisor::policy::Mode;
-use crate::supervisor::simulator::{Simulator, real_devices_behind};
+use crate::supervisor::simulator::Simulator;
+use crate::supervisor::{Gate, GateConfig, Mode, SandboxConfig, Threads};
 
 const RUN_EXAMPLES: &str = "\
 Examples:
@@ -30,13 +30,6 @@ or denies each one by the tables of the driver. If the supervisor dies, they fai
 Exit status: the workload's (128 + N when signal N killed it); 125 when the sandbox could not
 be set up; 126 when the program could not be executed; 127 when it was not found; 2 on usage
 errors.";
-
-/// How long an emulated call may take before the workload gets ETIMEDOUT.
-const EMULATION_DEADLINE: Duration = Duration::from_secs(10);
-/// Emulated calls of one sandbox in flight at once.
-const MAX_IN_FLIGHT: usize = 32;
-/// Threads that run emulated calls.
-const EXECUTOR_THREADS: usize = 2;
 
 /// Run a bundle's process in a sandbox built from its plan, and wait for it.
 ///
@@ -93,8 +86,12 @@ fn gate_config(
         }
         return Ok(None);
     }
+    let registry = host
+        .discovery
+        .registry()
+        .map_err(|e| super::fail("the host's device numbers", &e))?;
     let simulator = if args.simulate {
-        let real = real_devices_behind(&host.discovery, granted, Path::new("/sys"));
+        let real = real_devices_behind(plan, &registry, Path::new("/sys"));
         if !real.is_empty() {
             eprintln!(
                 "error: --simulate: this machine has real devices at the numbers of {}; simulating over real hardware is refused (the sandbox's nodes would reach it)",
@@ -112,19 +109,19 @@ fn gate_config(
             ),
             None => None,
         };
-        Some(Simulator::new(&host.discovery, granted, log))
+        let devices = crate::tpuproxy::simulated_devices(&host.discovery.tpus, granted);
+        Some(Simulator::new(devices, log))
     } else {
         None
     };
     Ok(Some(GateConfig {
-        sandbox: plan.container_id.clone(),
-        mode: args.policy,
-        host: HostDevices::of(&host.discovery),
-        simulator,
-        executor_threads: EXECUTOR_THREADS,
-        max_in_flight: MAX_IN_FLIGHT,
-        deadline: EMULATION_DEADLINE,
-        sync_wake_up: true,
+        gate: Gate::new(families(), registry),
+        sandbox: SandboxConfig {
+            name: plan.container_id.clone(),
+            mode: args.policy,
+            simulator,
+        },
+        threads: Threads::default(),
     }))
 }
 

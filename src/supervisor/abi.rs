@@ -3,10 +3,12 @@
 //! the filter is a few dozen instructions best kept in plain sight. Every number is pinned to the
 //! kernel's in the tests below.
 
-use super::ioctl::{iow, iowr};
+use crate::family::{iow, iowr};
 
 /// `kcmp(2)` type: do two tasks share one file table (`include/uapi/linux/kcmp.h`).
 pub const KCMP_FILES: u32 = 2;
+/// `KCMP_FILE`: compare two open files (`include/uapi/linux/kcmp.h`).
+pub const KCMP_FILE: u32 = 0;
 
 /// `pidfd_open` flag: a pidfd for a thread rather than a thread group (Linux 6.9; `O_EXCL`).
 pub const PIDFD_THREAD: u32 = 0o200;

@@ -1,57 +1,49 @@
 //! What file an intercepted call targets: the caller's fd duplicated with `pidfd_getfd`, then
-//! `fstat` (device numbers) and, for VFIO device fds, the anon inode's name.
+//! `fstat` (device numbers, looked up in the device registry; or a simulator's carrier) and,
+//! for anon-inode files, the inode's name. The families say which classes are theirs.
 
 use std::os::fd::{AsFd, OwnedFd};
 
 use nix::sys::stat::{SFlag, fstat, major, minor};
 
-use super::backend::FileKey;
-use super::policy::FdKind;
-use crate::accel::abi::ACCEL_MAJOR;
-use crate::vfio::abi::{MISC_MAJOR, VFIO_MINOR};
+use crate::family::{Family, FdKind, FileKey};
+use crate::pci::NodeKind;
+use crate::vfs::DeviceRegistry;
 
 /// What a file is to the gate.
 #[derive(Debug)]
 pub enum Class {
-    /// A host accelerator file of this kind; the dup stays open for emulated calls.
-    Host(FdKind, OwnedFd),
+    /// A host accelerator file of family `family` (an index into the gate's families); the
+    /// dup stays open for emulated calls.
+    Host {
+        /// Index of the family.
+        family: usize,
+        /// Its kind.
+        kind: FdKind,
+        /// The caller's file.
+        file: OwnedFd,
+    },
     /// A simulated device's carrier.
-    Simulated(FdKind, FileKey),
-    /// Not an accelerator: the call continues untouched.
+    Simulated {
+        /// Index of the family.
+        family: usize,
+        /// Its kind.
+        kind: FdKind,
+        /// The carrier's identity.
+        key: FileKey,
+        /// The caller's file.
+        file: OwnedFd,
+    },
+    /// Not an accelerator: the call is not the gate's business.
     NotOurs,
 }
 
-/// The device numbers that identify the host's accelerator files.
-#[derive(Debug, Clone, Default)]
-pub struct HostDevices {
-    /// The dynamic `vfio` major (group nodes).
-    pub vfio_major: Option<u32>,
-    /// Accel minors of TPU v4 lite chips (others are v4).
-    pub lite_minors: Vec<u32>,
-}
-
-impl HostDevices {
-    /// The device numbers of the accelerators `host` found.
-    pub fn of(host: &crate::discovery::Discovery) -> Self {
-        let lite_minors = host
-            .tpus
-            .iter()
-            .filter(|chip| chip.generation == crate::tpuproxy::Generation::V4Lite)
-            .flat_map(|chip| {
-                chip.nodes
-                    .iter()
-                    .filter(|n| n.major == ACCEL_MAJOR)
-                    .map(|n| n.minor)
-            })
-            .collect();
-        Self {
-            vfio_major: host
-                .proc_devices
-                .as_ref()
-                .and_then(|d| d.char_major("vfio")),
-            lite_minors,
-        }
-    }
+/// Classifies files by the registry's device classes and the families' kinds.
+pub struct Classifier<'a> {
+    /// The families, in the gate's order.
+    pub families: &'a [Family],
+    /// Device numbers to classes.
+    pub registry: &'a DeviceRegistry,
 }
 
 /// The name `/proc/self/fd/N` shows for an anon-inode file (`anon_inode:[vfio-device]`).
@@ -62,37 +54,62 @@ pub fn anon_inode_name(fd: &OwnedFd) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// Classifies `dup`, a duplicate of the caller's fd; `simulated` says whether a file is one of
-/// the simulator's carriers.
-pub fn classify(
-    dup: OwnedFd,
-    host: &HostDevices,
-    simulated: &dyn Fn(FileKey) -> Option<FdKind>,
-) -> Class {
-    let Ok(st) = fstat(dup.as_fd()) else {
-        return Class::NotOurs;
-    };
-    if let Some(kind) = simulated((st.st_dev, st.st_ino)) {
-        return Class::Simulated(kind, (st.st_dev, st.st_ino));
+impl Classifier<'_> {
+    /// The family that has `kind`.
+    pub fn family_of(&self, kind: FdKind) -> Option<usize> {
+        self.families.iter().position(|f| f.kinds.contains(&kind))
     }
-    let format = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits());
-    if format == SFlag::S_IFCHR {
-        let (maj, min) = (major(st.st_rdev) as u32, minor(st.st_rdev) as u32);
-        let kind = if maj == ACCEL_MAJOR {
-            Some(FdKind::Accel {
-                lite: host.lite_minors.contains(&min),
+
+    /// Classifies `dup`, a duplicate of the caller's fd; `simulated` says whether a file is
+    /// one of the simulator's carriers, and of which kind.
+    pub fn classify(&self, dup: OwnedFd, simulated: &dyn Fn(FileKey) -> Option<FdKind>) -> Class {
+        let Ok(st) = fstat(dup.as_fd()) else {
+            return Class::NotOurs;
+        };
+        let key = (st.st_dev, st.st_ino);
+        if let Some(kind) = simulated(key) {
+            return match self.family_of(kind) {
+                Some(family) => Class::Simulated {
+                    family,
+                    kind,
+                    key,
+                    file: dup,
+                },
+                None => Class::NotOurs,
+            };
+        }
+        let format = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits());
+        let found = if format == SFlag::S_IFCHR {
+            let (maj, min) = (major(st.st_rdev), minor(st.st_rdev));
+            let (Ok(maj), Ok(min)) = (u32::try_from(maj), u32::try_from(min)) else {
+                return Class::NotOurs;
+            };
+            self.registry
+                .class_of(NodeKind::Char, maj, min)
+                .filter(|class| class.is_accelerator())
+                .and_then(|class| {
+                    self.families
+                        .iter()
+                        .enumerate()
+                        .find_map(|(i, f)| Some((i, f.kind_of_device(class)?)))
+                })
+        } else if self.families.iter().any(|f| !f.anon_inodes.is_empty()) {
+            anon_inode_name(&dup).and_then(|name| {
+                self.families
+                    .iter()
+                    .enumerate()
+                    .find_map(|(i, f)| Some((i, f.kind_of_anon_inode(&name)?)))
             })
-        } else if (maj, min) == (MISC_MAJOR, VFIO_MINOR) {
-            Some(FdKind::VfioContainer)
-        } else if Some(maj) == host.vfio_major {
-            Some(FdKind::VfioGroup)
         } else {
             None
         };
-        return kind.map_or(Class::NotOurs, |k| Class::Host(k, dup));
+        match found {
+            Some((family, kind)) => Class::Host {
+                family,
+                kind,
+                file: dup,
+            },
+            None => Class::NotOurs,
+        }
     }
-    if anon_inode_name(&dup).as_deref() == Some("[vfio-device]") {
-        return Class::Host(FdKind::VfioDevice, dup);
-    }
-    Class::NotOurs
 }

@@ -1,18 +1,25 @@
 //! The seccomp filter: classic BPF that looks only at registers (syscall number, arch, the low
-//! 32 bits of an ioctl request) and sends accelerator ioctls, and (with simulated devices)
-//! opens, to the supervisor. Everything else never leaves the kernel.
+//! 32 bits of an ioctl request). It decides in the kernel what the routing places there
+//! (allow, or refuse with an errno) by a binary search over each family's sorted request
+//! ranges, and sends the rest of the accelerator ioctls, and (with simulated devices) opens,
+//! to the supervisor.
+//!
+//! Shaped for the kernel's seccomp action cache (Linux 5.11): every path that does not load an
+//! argument ends in ALLOW, so the kernel proves every syscall but ioctl (and the routed opens)
+//! always allowed and skips the program for them.
 //!
 //! Generated for an [`Arch`] given as an argument, not chosen by `cfg`, so that the x86_64 and
 //! aarch64 programs are both built and tested on any host.
 
 use std::collections::BTreeMap;
-use std::ops::RangeInclusive;
 
 use super::abi::{
     AUDIT_ARCH_AARCH64, AUDIT_ARCH_ARM, AUDIT_ARCH_I386, AUDIT_ARCH_X86_64, BPF_MAXINSNS,
     SECCOMP_DATA_ARCH, SECCOMP_DATA_NR, SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO,
     SECCOMP_RET_USER_NOTIF, SockFilter, X32_SYSCALL_BIT, op, seccomp_data_arg_low,
 };
+use super::routing::{FamilyRoute, Placement, Segment};
+use crate::family::Owned;
 
 /// A CPU architecture a filter is built for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,15 +105,11 @@ impl Arch {
     }
 }
 
-/// What the filter sends to the supervisor.
+/// What the filter decides, and what it sends to the supervisor.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FilterSpec {
-    /// ioctl magics (`_IOC_TYPE`, bits 8..16 of the request): 0xDC gasket, 0x3B VFIO, and the
-    /// NVIDIA frontend's later.
-    pub magics: Vec<u8>,
-    /// Requests routed whatever their magic, as ranges of the low 32 bits (NVIDIA UVM's plain
-    /// numbers, later).
-    pub plain_requests: Vec<RangeInclusive<u32>>,
+    /// Each family's numbers and where each is decided.
+    pub routes: Vec<FamilyRoute>,
     /// Whether `open`/`openat` go to the supervisor (brokered open of simulated devices).
     pub route_opens: bool,
 }
@@ -133,6 +136,8 @@ enum Insn {
     Goto(Label),
     Ret(u32),
     Mark(Label),
+    /// Instructions that only jump among themselves and end every path in a return.
+    Block(Vec<SockFilter>),
 }
 
 /// A tiny assembler: forward jumps to labels.
@@ -173,6 +178,7 @@ impl Program {
                 Insn::Mark(label) => {
                     positions.insert(*label, index);
                 }
+                Insn::Block(block) => index += block.len(),
                 _ => index += 1,
             }
         }
@@ -220,47 +226,92 @@ impl Program {
                     k,
                 }),
                 Insn::Mark(_) => {}
+                Insn::Block(block) => out.extend(block),
             }
         }
         out
     }
 }
 
-/// Emits a test of the request in A: jumps to `hit` when it matches `spec`, else to `miss`.
-fn match_request(p: &mut Program, spec: &FilterSpec, hit: Label, miss: Label) {
-    p.push(Insn::Load(seccomp_data_arg_low(1)));
-    for range in &spec.plain_requests {
-        let above_low = p.label();
+/// Emits a test of the request: jumps to `yes` when one of `owned` has it, else to `no`.
+fn ownership(p: &mut Program, owned: &[Owned], yes: Label, no: Label) {
+    for numbers in owned {
         let next = p.label();
-        p.push(Insn::Jump {
-            op: op::JGE_K,
-            k: *range.start(),
-            yes: above_low,
-            no: next,
-        });
-        p.mark(above_low);
-        p.push(Insn::Jump {
-            op: op::JGT_K,
-            k: *range.end(),
-            yes: next,
-            no: hit,
-        });
+        p.push(Insn::Load(seccomp_data_arg_low(1)));
+        match *numbers {
+            Owned::Magic(magic) => {
+                p.push(Insn::And(0xff00));
+                p.jeq(u32::from(magic) << 8, yes, next);
+            }
+            Owned::Range(low, high) => {
+                let above_low = p.label();
+                p.push(Insn::Jump {
+                    op: op::JGE_K,
+                    k: low,
+                    yes: above_low,
+                    no: next,
+                });
+                p.mark(above_low);
+                p.push(Insn::Jump {
+                    op: op::JGT_K,
+                    k: high,
+                    yes: next,
+                    no: yes,
+                });
+            }
+        }
         p.mark(next);
     }
-    p.push(Insn::And(0xff00));
-    for magic in &spec.magics {
-        let next = p.label();
-        p.jeq(u32::from(*magic) << 8, hit, next);
-        p.mark(next);
-    }
-    p.push(Insn::Goto(miss));
+    p.push(Insn::Goto(no));
 }
 
-/// Emits the checks of one ABI, with the syscall number in A: ioctls matching `spec` (and opens
-/// when routed) return `on_match`; everything else is allowed.
-fn abi_block(p: &mut Program, abi: &Abi, spec: &FilterSpec, on_match: u32) {
+const fn ret_of(placement: Placement) -> u32 {
+    match placement {
+        Placement::Allow => SECCOMP_RET_ALLOW,
+        Placement::Refuse(errno) => SECCOMP_RET_ERRNO | (errno as u32 & 0xffff),
+        Placement::Supervisor => SECCOMP_RET_USER_NOTIF,
+    }
+}
+
+fn insn(code: u16, jt: u8, jf: u8, k: u32) -> SockFilter {
+    SockFilter { code, jt, jf, k }
+}
+
+/// A binary search over `segments` (sorted, adjacent) for the request in A, returning each
+/// segment's action: about log2(segments) comparisons.
+fn decision_tree(segments: &[Segment]) -> Vec<SockFilter> {
+    if let [only] = segments {
+        return vec![insn(op::RET_K, 0, 0, ret_of(only.placement))];
+    }
+    let mid = segments.len() / 2;
+    let (left, right) = (
+        decision_tree(&segments[..mid]),
+        decision_tree(&segments[mid..]),
+    );
+    let pivot = segments[mid].low;
+    let mut out = Vec::with_capacity(left.len() + right.len() + 2);
+    match u8::try_from(left.len()) {
+        // Greater or equal: over the left half.
+        Ok(skip) => out.push(insn(op::JGE_K, skip, 0, pivot)),
+        // Too far for a conditional jump: through a JA.
+        Err(_) => {
+            let skip = u32::try_from(left.len()).expect("a short program");
+            out.push(insn(op::JGE_K, 0, 1, pivot));
+            out.push(insn(op::JA, 0, 0, skip));
+        }
+    }
+    out.extend(left);
+    out.extend(right);
+    out
+}
+
+/// Emits the checks of one ABI, with the syscall number in A. Native (`refuse` is None): each
+/// family's ioctls are decided by its tree, routed opens go to the supervisor. Compat and x32
+/// (`refuse` is the errno action): every accelerator ioctl and routed open is refused.
+/// Everything else is allowed.
+fn abi_block(p: &mut Program, abi: &Abi, spec: &FilterSpec, refuse: Option<u32>) {
     let ioctl = p.label();
-    let matched = p.label();
+    let opened = p.label();
     let allow = p.label();
     for nr in abi.ioctl {
         let next = p.label();
@@ -270,23 +321,47 @@ fn abi_block(p: &mut Program, abi: &Abi, spec: &FilterSpec, on_match: u32) {
     if spec.route_opens {
         for nr in abi.opens {
             let next = p.label();
-            p.jeq(*nr, matched, next);
+            p.jeq(*nr, opened, next);
             p.mark(next);
         }
     }
     p.push(Insn::Goto(allow));
     p.mark(ioctl);
-    match_request(p, spec, matched, allow);
-    p.mark(matched);
-    p.push(Insn::Ret(on_match));
+    match refuse {
+        None => {
+            for route in &spec.routes {
+                let tree = p.label();
+                let next = p.label();
+                ownership(p, route.owned, tree, next);
+                p.mark(tree);
+                p.push(Insn::Load(seccomp_data_arg_low(1)));
+                p.push(Insn::Block(decision_tree(&route.segments)));
+                p.mark(next);
+            }
+            p.push(Insn::Goto(allow));
+        }
+        Some(errno) => {
+            let owned: Vec<Owned> = spec
+                .routes
+                .iter()
+                .flat_map(|r| r.owned.iter().copied())
+                .collect();
+            let refused = p.label();
+            ownership(p, &owned, refused, allow);
+            p.mark(refused);
+            p.push(Insn::Ret(errno));
+        }
+    }
+    p.mark(opened);
+    p.push(Insn::Ret(refuse.unwrap_or(SECCOMP_RET_USER_NOTIF)));
     p.mark(allow);
     p.push(Insn::Ret(SECCOMP_RET_ALLOW));
 }
 
 /// Builds the filter for `arch`.
 ///
-/// The arch is checked first: native accelerator calls go to the supervisor
-/// (`SECCOMP_RET_USER_NOTIF`); the same calls through the compat ABI or x32 are refused with
+/// The arch is checked first: native accelerator calls are decided by the routing (in the
+/// kernel, or by the supervisor through `SECCOMP_RET_USER_NOTIF`); the same calls through the compat ABI or x32 are refused with
 /// [`COMPAT_ERRNO`] (an `int 0x80` ioctl would otherwise slip past a filter that only knows the
 /// native number); an unknown arch gets [`FOREIGN_ERRNO`]. Only the low 32 bits of the request
 /// are compared, as the kernel takes `unsigned int cmd`.
@@ -312,19 +387,19 @@ pub fn build(arch: Arch, spec: &FilterSpec) -> Vec<SockFilter> {
             no: native_nr,
         });
         p.mark(native_nr);
-        abi_block(&mut p, &arch.native_abi(), spec, SECCOMP_RET_USER_NOTIF);
+        abi_block(&mut p, &arch.native_abi(), spec, None);
         p.mark(x32_label);
         p.push(Insn::And(!X32_SYSCALL_BIT));
-        abi_block(&mut p, &x32, spec, errno);
+        abi_block(&mut p, &x32, spec, Some(errno));
     } else {
-        abi_block(&mut p, &arch.native_abi(), spec, SECCOMP_RET_USER_NOTIF);
+        abi_block(&mut p, &arch.native_abi(), spec, None);
     }
 
     p.mark(not_native);
     p.jeq(arch.compat_abi().audit, compat, foreign);
     p.mark(compat);
     p.push(Insn::Load(SECCOMP_DATA_NR));
-    abi_block(&mut p, &arch.compat_abi(), spec, errno);
+    abi_block(&mut p, &arch.compat_abi(), spec, Some(errno));
     p.mark(foreign);
     p.push(Insn::Ret(SECCOMP_RET_ERRNO | u32::from(FOREIGN_ERRNO)));
 
@@ -337,58 +412,88 @@ pub fn build(arch: Arch, spec: &FilterSpec) -> Vec<SockFilter> {
     program
 }
 
-/// A classic BPF interpreter for `seccomp_data`, enough for the filters above; tests run every
-/// generated program through it.
-#[cfg(test)]
-pub(crate) fn interpret(program: &[SockFilter], data: &super::abi::SeccompData) -> u32 {
-    let mut bytes = [0u8; 64];
-    bytes[0..4].copy_from_slice(&data.nr.to_le_bytes());
-    bytes[4..8].copy_from_slice(&data.arch.to_le_bytes());
-    bytes[8..16].copy_from_slice(&data.instruction_pointer.to_le_bytes());
-    for (i, arg) in data.args.iter().enumerate() {
-        bytes[16 + 8 * i..24 + 8 * i].copy_from_slice(&arg.to_le_bytes());
-    }
-    let mut a: u32 = 0;
-    let mut pc = 0usize;
-    loop {
-        let insn = program[pc];
-        pc += 1;
-        match insn.code {
-            op::LD_W_ABS => {
-                let k = insn.k as usize;
-                a = u32::from_le_bytes(bytes[k..k + 4].try_into().unwrap());
-            }
-            op::ALU_AND_K => a &= insn.k,
-            op::JA => pc += insn.k as usize,
-            op::JEQ_K | op::JGE_K | op::JGT_K | op::JSET_K => {
-                let taken = match insn.code {
-                    op::JEQ_K => a == insn.k,
-                    op::JGE_K => a >= insn.k,
-                    op::JGT_K => a > insn.k,
-                    _ => a & insn.k != 0,
-                };
-                pc += usize::from(if taken { insn.jt } else { insn.jf });
-            }
-            op::RET_K => return insn.k,
-            other => panic!("opcode {other:#x} is not interpreted"),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::supervisor::abi::{SECCOMP_RET_ACTION_FULL, SECCOMP_RET_DATA, SeccompData};
+    use nix::errno::Errno;
 
-    const GASKET: u32 = 0x8008_dc04;
-    const VFIO: u32 = 0x3b6e;
+    use super::*;
+    use crate::family::{Action, Family, FdKind, IoctlDef, Request};
+    use crate::supervisor::abi::{SECCOMP_RET_ACTION_FULL, SECCOMP_RET_DATA, SeccompData};
+    use crate::supervisor::interpret::{always_allows, interpret};
+    use crate::supervisor::mode::Mode;
+    use crate::supervisor::routing::{RouteOptions, route};
+
+    const DEV: FdKind = FdKind::new("magic", "dev");
+    const CTL: FdKind = FdKind::new("magic", "ctl");
+    const PLAIN: FdKind = FdKind::new("plain", "plain");
+
+    const ALLOWED: u32 = 0x8008_dc01;
+    const REFUSED: u32 = 0x8008_dc02;
+    const EMULATED: u32 = 0xc020_dc03;
+    const TWO_MEANINGS: u32 = 0x0000_dc04;
+    const ONE_KIND_DENIES: u32 = 0x0000_dc05;
+    const UNKNOWN: u32 = 0xc008_dc30;
+    const PLAIN_ALLOWED: u32 = 0x3000_0002;
+    const PLAIN_UNKNOWN: u32 = 0x3000_0003;
     const TCGETS: u32 = 0x5401;
 
-    fn spec(route_opens: bool) -> FilterSpec {
+    fn pass(_: FdKind, _: &[u8]) -> Result<(), Errno> {
+        Ok(())
+    }
+
+    fn row(kind: FdKind, request: u32, action: Action) -> Request {
+        Request {
+            kind,
+            ioctl: IoctlDef {
+                name: "TEST",
+                request,
+                arg_size: 8,
+            },
+            action,
+        }
+    }
+
+    /// A family with one of each placement, owning a magic; and one owning a plain range.
+    fn families() -> Vec<Family> {
+        let emulate = Action::Emulate {
+            check: pass,
+            eventfd_fields: &[],
+        };
+        let deny = Action::Deny(Errno::EPERM);
+        vec![
+            Family {
+                name: "magic",
+                kinds: &[DEV, CTL],
+                devices: &[],
+                anon_inodes: &[],
+                owned: &[Owned::Magic(0xdc)],
+                unknown_errno: Errno::EINVAL,
+                requests: vec![
+                    row(DEV, ALLOWED, Action::Continue),
+                    row(DEV, REFUSED, deny),
+                    row(CTL, REFUSED, deny),
+                    row(DEV, EMULATED, emulate),
+                    row(DEV, TWO_MEANINGS, Action::Continue),
+                    row(CTL, TWO_MEANINGS, deny),
+                    row(DEV, ONE_KIND_DENIES, deny),
+                ],
+            },
+            Family {
+                name: "plain",
+                kinds: &[PLAIN],
+                devices: &[],
+                anon_inodes: &[],
+                owned: &[Owned::Range(0x3000_0001, 0x3000_00ff)],
+                unknown_errno: Errno::ENOTTY,
+                requests: vec![row(PLAIN, PLAIN_ALLOWED, Action::Continue)],
+            },
+        ]
+    }
+
+    fn spec(mode: Mode, simulated: bool) -> FilterSpec {
         FilterSpec {
-            magics: vec![0xdc, 0x3b],
-            plain_requests: Vec::new(),
-            route_opens,
+            routes: route(&families(), RouteOptions { mode, simulated }),
+            route_opens: simulated,
         }
     }
 
@@ -401,109 +506,147 @@ mod tests {
         }
     }
 
-    #[derive(Debug, PartialEq, Eq)]
-    enum Action {
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Ret {
         Allow,
         Notify,
-        Errno(u32),
+        Errno(i32),
     }
 
-    fn action(ret: u32) -> Action {
-        match ret & SECCOMP_RET_ACTION_FULL {
-            SECCOMP_RET_ALLOW => Action::Allow,
-            SECCOMP_RET_USER_NOTIF => Action::Notify,
-            SECCOMP_RET_ERRNO => Action::Errno(ret & SECCOMP_RET_DATA),
+    fn ret(value: u32) -> Ret {
+        match value & SECCOMP_RET_ACTION_FULL {
+            SECCOMP_RET_ALLOW => Ret::Allow,
+            SECCOMP_RET_USER_NOTIF => Ret::Notify,
+            SECCOMP_RET_ERRNO => Ret::Errno((value & SECCOMP_RET_DATA) as i32),
             other => panic!("unexpected action {other:#x}"),
         }
     }
 
-    /// The table every generated filter is run against: (name, call, whether the expectation
-    /// holds only when opens are routed (else the call is allowed), expected action).
-    fn cases(arch: Arch) -> Vec<(&'static str, SeccompData, bool, Action)> {
+    const EPERM: Ret = Ret::Errno(libc::EPERM);
+
+    #[test]
+    fn native_ioctls_are_decided_where_the_routing_places_them() {
+        // (request, enforce on host devices, enforce simulated, audit)
+        let table = [
+            (ALLOWED, Ret::Allow, Ret::Notify, Ret::Notify),
+            (REFUSED, EPERM, EPERM, Ret::Notify),
+            (EMULATED, Ret::Notify, Ret::Notify, Ret::Notify),
+            (TWO_MEANINGS, Ret::Notify, Ret::Notify, Ret::Notify),
+            (ONE_KIND_DENIES, Ret::Notify, Ret::Notify, Ret::Notify),
+            (
+                UNKNOWN,
+                Ret::Errno(libc::EINVAL),
+                Ret::Errno(libc::EINVAL),
+                Ret::Notify,
+            ),
+            (PLAIN_ALLOWED, Ret::Allow, Ret::Notify, Ret::Notify),
+            (
+                PLAIN_UNKNOWN,
+                Ret::Errno(libc::ENOTTY),
+                Ret::Errno(libc::ENOTTY),
+                Ret::Notify,
+            ),
+            (0x3000_0100, Ret::Allow, Ret::Allow, Ret::Allow),
+            (TCGETS, Ret::Allow, Ret::Allow, Ret::Allow),
+        ];
+        for arch in [Arch::X86_64, Arch::Aarch64] {
+            let ioctl = arch.ioctl_nr();
+            let programs = [
+                build(arch, &spec(Mode::Enforce, false)),
+                build(arch, &spec(Mode::Enforce, true)),
+                build(arch, &spec(Mode::Audit, false)),
+            ];
+            for (request, host, simulated, audit) in table {
+                for (program, expected) in programs.iter().zip([host, simulated, audit]) {
+                    let data = call(arch.audit(), ioctl, u64::from(request));
+                    assert_eq!(
+                        ret(interpret(program, &data)),
+                        expected,
+                        "{arch:?} {request:#x}"
+                    );
+                    // The kernel takes `unsigned int cmd`: the high half is ignored.
+                    let garbage = call(
+                        arch.audit(),
+                        ioctl,
+                        0xdead_beef_0000_0000 | u64::from(request),
+                    );
+                    assert_eq!(
+                        ret(interpret(program, &garbage)),
+                        expected,
+                        "{arch:?} {request:#x}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// (name, call, whether the expectation holds only when opens are routed (else the call is
+    /// allowed), expected action), for the other ABIs and syscalls.
+    fn cases(arch: Arch) -> Vec<(&'static str, SeccompData, bool, Ret)> {
         let native = arch.audit();
         let compat = arch.compat_abi().audit;
-        let ioctl = arch.native_abi().ioctl[0];
         let openat = *arch.native_abi().opens.last().unwrap();
-        let eperm = Action::Errno(libc::EPERM as u32);
         let mut table = vec![
             (
-                "native gasket ioctl",
-                call(native, ioctl, u64::from(GASKET)),
-                false,
-                Action::Notify,
-            ),
-            (
-                "native vfio ioctl",
-                call(native, ioctl, u64::from(VFIO)),
-                false,
-                Action::Notify,
-            ),
-            (
-                "garbage in the high 32 bits",
-                call(native, ioctl, 0xdead_beef_0000_0000 | u64::from(GASKET)),
-                false,
-                Action::Notify,
-            ),
-            (
                 "high bits do not make a match",
-                call(native, ioctl, 0x0000_dc00_0000_5401),
+                call(native, arch.ioctl_nr(), 0x0000_dc00_0000_5401),
                 false,
-                Action::Allow,
-            ),
-            (
-                "a tty ioctl",
-                call(native, ioctl, u64::from(TCGETS)),
-                false,
-                Action::Allow,
+                Ret::Allow,
             ),
             (
                 "openat with simulation",
                 call(native, openat, 0),
                 true,
-                Action::Notify,
+                Ret::Notify,
             ),
             (
                 "openat2 with simulation",
                 call(native, OPENAT2, 0),
                 true,
-                Action::Notify,
+                Ret::Notify,
             ),
             (
                 "not a syscall of interest",
-                call(native, 39, u64::from(GASKET)),
+                call(native, 39, u64::from(EMULATED)),
                 true,
-                Action::Allow,
+                Ret::Allow,
             ),
             (
-                "compat gasket ioctl",
-                call(compat, 54, u64::from(GASKET)),
+                "compat accelerator ioctl",
+                call(compat, 54, u64::from(EMULATED)),
                 false,
-                eperm,
+                EPERM,
             ),
             (
-                "compat vfio ioctl",
-                call(compat, 54, u64::from(VFIO)),
+                "compat allowed ioctl",
+                call(compat, 54, u64::from(ALLOWED)),
                 false,
-                Action::Errno(libc::EPERM as u32),
+                EPERM,
+            ),
+            (
+                "compat plain ioctl",
+                call(compat, 54, u64::from(PLAIN_ALLOWED)),
+                false,
+                EPERM,
             ),
             (
                 "compat tty ioctl",
                 call(compat, 54, u64::from(TCGETS)),
                 false,
-                Action::Allow,
+                Ret::Allow,
             ),
             (
                 "compat open with simulation",
                 call(compat, 5, 0),
                 true,
-                Action::Errno(libc::EPERM as u32),
+                EPERM,
             ),
-            ("compat getpid", call(compat, 20, 0), true, Action::Allow),
+            ("compat getpid", call(compat, 20, 0), true, Ret::Allow),
             (
                 "foreign arch",
-                call(0x4000_0001, 54, u64::from(GASKET)),
+                call(0x4000_0001, 54, u64::from(EMULATED)),
                 false,
-                Action::Errno(libc::ENOSYS as u32),
+                Ret::Errno(libc::ENOSYS),
             ),
         ];
         if arch == Arch::X86_64 {
@@ -511,34 +654,34 @@ mod tests {
             table.extend([
                 (
                     "x32 ioctl",
-                    call(native, x32 | 16, u64::from(GASKET)),
+                    call(native, x32 | 16, u64::from(EMULATED)),
                     false,
-                    Action::Errno(libc::EPERM as u32),
+                    EPERM,
                 ),
                 (
                     "x32 compat ioctl",
-                    call(native, x32 | 514, u64::from(VFIO)),
+                    call(native, x32 | 514, u64::from(REFUSED)),
                     false,
-                    Action::Errno(libc::EPERM as u32),
+                    EPERM,
                 ),
                 (
                     "x32 tty ioctl",
                     call(native, x32 | 514, u64::from(TCGETS)),
                     false,
-                    Action::Allow,
+                    Ret::Allow,
                 ),
                 (
                     "x32 openat with simulation",
                     call(native, x32 | 257, 0),
                     true,
-                    Action::Errno(libc::EPERM as u32),
+                    EPERM,
                 ),
-                ("x32 write", call(native, x32 | 1, 0), true, Action::Allow),
+                ("x32 write", call(native, x32 | 1, 0), true, Ret::Allow),
                 (
                     "native open with simulation",
                     call(native, 2, 0),
                     true,
-                    Action::Notify,
+                    Ret::Notify,
                 ),
             ]);
         }
@@ -546,28 +689,92 @@ mod tests {
     }
 
     #[test]
-    fn every_generated_filter_decides_the_table() {
+    fn other_abis_and_syscalls() {
         for arch in [Arch::X86_64, Arch::Aarch64] {
-            for route_opens in [false, true] {
-                let program = build(arch, &spec(route_opens));
+            for simulated in [false, true] {
+                let program = build(arch, &spec(Mode::Enforce, simulated));
                 assert!(program.len() <= BPF_MAXINSNS);
                 for (name, data, needs_opens, expected) in cases(arch) {
-                    let got = action(interpret(&program, &data));
-                    let expected = if needs_opens && !route_opens {
-                        Action::Allow
+                    let expected = if needs_opens && !simulated {
+                        Ret::Allow
                     } else {
                         expected
                     };
-                    assert_eq!(got, expected, "{arch:?} {name} (route_opens={route_opens})");
+                    let got = ret(interpret(&program, &data));
+                    assert_eq!(got, expected, "{arch:?} {name} (simulated={simulated})");
                 }
             }
         }
     }
 
     #[test]
+    fn the_action_cache_proves_every_other_syscall_allowed() {
+        for arch in [Arch::X86_64, Arch::Aarch64] {
+            for simulated in [false, true] {
+                let program = build(arch, &spec(Mode::Enforce, simulated));
+                let routed: Vec<u32> = arch
+                    .native_abi()
+                    .ioctl
+                    .iter()
+                    .chain(if simulated {
+                        arch.native_abi().opens
+                    } else {
+                        &[]
+                    })
+                    .copied()
+                    .collect();
+                for nr in 0..600 {
+                    assert_eq!(
+                        always_allows(&program, arch.audit(), nr),
+                        !routed.contains(&nr),
+                        "{arch:?} syscall {nr} (simulated={simulated})"
+                    );
+                }
+                let compat = arch.compat_abi();
+                assert!(always_allows(&program, compat.audit, 20));
+                assert!(!always_allows(&program, compat.audit, compat.ioctl[0]));
+            }
+        }
+    }
+
+    #[test]
+    fn a_large_table_searches_in_log_steps_with_far_jumps() {
+        let segments: Vec<Segment> = (0..1000u32)
+            .map(|i| Segment {
+                low: i * 2,
+                high: i * 2 + 1,
+                placement: if i % 2 == 0 {
+                    Placement::Allow
+                } else {
+                    Placement::Supervisor
+                },
+            })
+            .chain(std::iter::once(Segment {
+                low: 2000,
+                high: u32::MAX,
+                placement: Placement::Refuse(Errno::EINVAL),
+            }))
+            .collect();
+        let tree = decision_tree(&segments);
+        let mut program = vec![insn(op::LD_W_ABS, 0, 0, seccomp_data_arg_low(1))];
+        program.extend(tree);
+        for (request, expected) in [
+            (0u32, Ret::Allow),
+            (3, Ret::Notify),
+            (1998, Ret::Notify),
+            (1996, Ret::Allow),
+            (2000, Ret::Errno(libc::EINVAL)),
+            (u32::MAX, Ret::Errno(libc::EINVAL)),
+        ] {
+            let data = call(0, 0, u64::from(request));
+            assert_eq!(ret(interpret(&program, &data)), expected, "{request}");
+        }
+    }
+
+    #[test]
     fn jumps_go_forward_and_stay_inside() {
         for arch in [Arch::X86_64, Arch::Aarch64] {
-            let program = build(arch, &spec(true));
+            let program = build(arch, &spec(Mode::Enforce, true));
             for (i, insn) in program.iter().enumerate() {
                 let targets: Vec<usize> = match insn.code {
                     op::JA => vec![i + 1 + insn.k as usize],
@@ -582,30 +789,6 @@ mod tests {
                 );
             }
             assert_eq!(program.last().unwrap().code, op::RET_K);
-        }
-    }
-
-    #[test]
-    fn plain_request_ranges_are_routed() {
-        let spec = FilterSpec {
-            magics: vec![],
-            plain_requests: vec![1..=0xff, 0x3000_0001..=0x3000_0002],
-            route_opens: false,
-        };
-        let program = build(Arch::X86_64, &spec);
-        let native = Arch::X86_64.audit();
-        for (request, expected) in [
-            (1u32, Action::Notify),
-            (0xff, Action::Notify),
-            (0x100, Action::Allow),
-            (0x3000_0002, Action::Notify),
-            (0, Action::Allow),
-        ] {
-            assert_eq!(
-                action(interpret(&program, &call(native, 16, u64::from(request)))),
-                expected,
-                "{request:#x}"
-            );
         }
     }
 }

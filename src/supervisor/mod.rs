@@ -1,18 +1,29 @@
-//! The ioctl gate: a seccomp filter that sends accelerator ioctls to a supervisor, which
-//! classifies the file, asks the device family's policy, and continues, emulates or denies.
-//! The supervisor knows no ioctl layouts; the policies of [`crate::accel`] and [`crate::vfio`]
-//! do.
+//! The ioctl gate: a seccomp filter that decides in the kernel what the device families'
+//! tables let it decide and sends the rest to a supervisor, which classifies the file, takes
+//! the family's ruling, and continues, emulates or denies. The gate names no family: it works
+//! from the [`crate::family`] interface that `accel` and `vfio` implement.
 
 pub mod abi;
-pub mod backend;
+mod broker;
 pub mod classify;
-pub mod executor;
+pub mod credentials;
+pub mod decide;
 pub mod filter;
 pub mod gate;
+mod handle;
 pub mod handoff;
-pub mod ioctl;
+mod host;
+mod identity;
+pub mod interpret;
 pub mod memory;
-pub mod policy;
+pub mod mode;
+mod receive;
+mod reply;
+pub mod routing;
+mod simulated;
 pub mod simulator;
 pub mod stats;
 mod sys;
+
+pub use gate::{Gate, GateConfig, Sandbox, SandboxConfig, Serving, Supervisor, Threads, serve};
+pub use mode::Mode;

@@ -5,18 +5,12 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
-use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::sys::memfd::{MFdFlags, memfd_create};
 use serde::Serialize;
 
-use super::backend::{Call, Caller, FileKey, SimReply};
-use super::policy::FdKind;
-use crate::accel::sim::AccelSim;
-use crate::discovery::Discovery;
-use crate::tpuproxy::{DriverModel, Generation};
-use crate::vfio::sim::{GroupSpec, VfioSim};
+use crate::family::{Call, Caller, DeviceSim, FdKind, FileKey, SimNode, SimReply};
 
 /// Carriers one sandbox may open in all (each costs the simulator a map entry, no fd).
 ///
@@ -26,46 +20,15 @@ use crate::vfio::sim::{GroupSpec, VfioSim};
 /// only after it wraps (2^32 inodes later); a stale key could then only name another memfd.
 const MAX_CARRIERS: usize = 65_536;
 
-/// What a simulated device node stands for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SimTarget {
-    /// TPU chip `chip` on the accel driver.
-    Accel {
-        /// Discovery index.
-        chip: usize,
-        /// v4 lite.
-        lite: bool,
-    },
-    /// `/dev/vfio/vfio`.
-    VfioContainer,
-    /// `/dev/vfio/<group>`.
-    VfioGroup(u32),
-}
-
-impl SimTarget {
-    /// The kind of file an open of it yields.
-    pub const fn kind(&self) -> FdKind {
-        match self {
-            Self::Accel { lite, .. } => FdKind::Accel { lite: *lite },
-            Self::VfioContainer => FdKind::VfioContainer,
-            Self::VfioGroup(_) => FdKind::VfioGroup,
-        }
-    }
-}
-
-/// A device node of the sandbox that the simulator serves.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SimNode {
-    /// Path inside the sandbox.
-    pub path: PathBuf,
-    /// What it is.
-    pub target: SimTarget,
-}
-
+/// What the simulator knows of a file it handed out.
+#[derive(Debug, Clone, Copy)]
 struct Carrier {
+    /// Index of the simulator that serves it.
+    sim: usize,
     kind: FdKind,
     handle: u64,
-    group: Option<u32>,
+    /// The node it was opened from (none for files that calls made).
+    node: Option<usize>,
 }
 
 /// One record of the simulator's log: what it was asked, by whom, from which thread
@@ -95,131 +58,77 @@ pub struct SimRecord<'a> {
 
 /// The simulated devices of one sandbox.
 pub struct Simulator {
-    nodes: Vec<SimNode>,
-    accel: AccelSim,
-    vfio: VfioSim,
+    sims: Vec<Box<dyn DeviceSim>>,
+    /// Every served node, with the index of its simulator.
+    nodes: Vec<(usize, SimNode)>,
     carriers: HashMap<FileKey, Carrier>,
     log: Option<std::fs::File>,
 }
 
 impl Simulator {
-    /// Simulators for the devices of `granted` chips of `host`, logging to `log` when given.
-    pub fn new(host: &Discovery, granted: &[usize], log: Option<std::fs::File>) -> Self {
-        let mut sim = Self {
-            nodes: Vec::new(),
-            accel: AccelSim::default(),
-            vfio: VfioSim::default(),
+    /// Serves the nodes of `sims`, logging every call to `log` when given.
+    pub fn new(sims: Vec<Box<dyn DeviceSim>>, log: Option<std::fs::File>) -> Self {
+        let nodes = sims
+            .iter()
+            .enumerate()
+            .flat_map(|(index, sim)| sim.nodes().into_iter().map(move |node| (index, node)))
+            .collect();
+        Self {
+            sims,
+            nodes,
             carriers: HashMap::new(),
             log,
-        };
-        let mut vfio = false;
-        for chip in host.tpus.iter().filter(|c| granted.contains(&c.index)) {
-            match chip.driver {
-                DriverModel::Accel => {
-                    let lite = chip.generation == Generation::V4Lite;
-                    sim.accel.add_chip(chip.index, lite);
-                    for node in &chip.nodes {
-                        sim.nodes.push(SimNode {
-                            path: node.path.clone(),
-                            target: SimTarget::Accel {
-                                chip: chip.index,
-                                lite,
-                            },
-                        });
-                    }
-                }
-                DriverModel::Vfio => {
-                    vfio = true;
-                    for (i, group) in chip.iommu_groups.iter().enumerate() {
-                        let bdfs: Vec<_> = chip.bdfs.get(i).copied().into_iter().collect();
-                        sim.vfio.add_group(GroupSpec {
-                            number: *group,
-                            bdfs,
-                            ids: (crate::tpuproxy::GOOGLE_VENDOR_ID, chip.device_id),
-                        });
-                        sim.nodes.push(SimNode {
-                            path: crate::vfio::group_node_path(*group),
-                            target: SimTarget::VfioGroup(*group),
-                        });
-                    }
-                }
-            }
         }
-        if vfio {
-            sim.nodes.push(SimNode {
-                path: crate::vfio::abi::CONTAINER_PATH.into(),
-                target: SimTarget::VfioContainer,
-            });
-        }
-        sim
     }
 
     /// The nodes this simulator serves.
-    pub fn nodes(&self) -> &[SimNode] {
-        &self.nodes
+    pub fn nodes(&self) -> impl Iterator<Item = &SimNode> {
+        self.nodes.iter().map(|(_, node)| node)
     }
 
-    /// Opens node `index` for `caller` with open flags `flags`: a new carrier. `in_use(group)`
-    /// says whether the caller already holds that VFIO group open (a second open is EBUSY).
+    /// Opens node `index` (of [`Self::nodes`]) for `caller` with open flags `flags`: a new
+    /// carrier. `in_use(keys)` says whether the caller holds one of these files open already,
+    /// which an exclusive node refuses with EBUSY.
     pub fn open(
         &mut self,
         index: usize,
         flags: i32,
         caller: Caller,
         in_use: &dyn Fn(&[FileKey]) -> bool,
-    ) -> Result<OwnedFd, Errno> {
-        let node = self.nodes.get(index).ok_or(Errno::ENODEV)?.clone();
-        let writer = flags & libc::O_ACCMODE != libc::O_RDONLY;
-        let (kind, handle, group, size) = match node.target {
-            SimTarget::Accel { chip, lite } => {
-                let handle = self.accel.open(chip, writer, caller.tgid)?;
-                (
-                    FdKind::Accel { lite },
-                    handle,
-                    None,
-                    crate::accel::abi::BAR2_BASE + crate::accel::abi::BAR2_SIZE,
-                )
+    ) -> Result<(FdKind, OwnedFd), Errno> {
+        let (sim, node) = self.nodes.get(index).cloned().ok_or(Errno::ENODEV)?;
+        if node.exclusive {
+            let held: Vec<FileKey> = self
+                .carriers
+                .iter()
+                .filter(|(_, c)| c.node == Some(index))
+                .map(|(k, _)| *k)
+                .collect();
+            if in_use(&held) {
+                return Err(Errno::EBUSY);
             }
-            SimTarget::VfioContainer => {
-                (FdKind::VfioContainer, self.vfio.open_container(), None, 0)
-            }
-            SimTarget::VfioGroup(number) => {
-                let held: Vec<FileKey> = self
-                    .carriers
-                    .iter()
-                    .filter(|(_, c)| c.group == Some(number))
-                    .map(|(k, _)| *k)
-                    .collect();
-                if in_use(&held) {
-                    return Err(Errno::EBUSY);
-                }
-                (
-                    FdKind::VfioGroup,
-                    self.vfio.open_group(number)?,
-                    Some(number),
-                    0,
-                )
-            }
+        }
+        let opened = self.sims[sim].open(&node, flags, caller)?;
+        let carrier = Carrier {
+            sim,
+            kind: node.kind,
+            handle: opened.handle,
+            node: Some(index),
         };
-        self.carrier(
-            kind,
-            handle,
-            group,
-            size,
-            &[],
-            &node.path.display().to_string(),
-        )
+        let file = self.carrier(carrier, opened.size, &[], &node.path.display().to_string())?;
+        Ok((node.kind, file))
     }
 
     fn carrier(
         &mut self,
-        kind: FdKind,
-        handle: u64,
-        group: Option<u32>,
+        carrier: Carrier,
         size: u64,
         contents: &[(u64, Vec<u8>)],
         name: &str,
     ) -> Result<OwnedFd, Errno> {
+        if self.carriers.len() >= MAX_CARRIERS {
+            return Err(Errno::EMFILE);
+        }
         let file = memfd_create(
             format!("accelgate-sim:{name}").as_str(),
             MFdFlags::MFD_CLOEXEC,
@@ -232,35 +141,24 @@ impl Simulator {
                 i64::try_from(*offset).map_err(|_| Errno::EFBIG)?,
             )?;
         }
-        if self.carriers.len() >= MAX_CARRIERS {
-            return Err(Errno::EMFILE);
-        }
         let st = nix::sys::stat::fstat(file.as_fd())?;
-        self.carriers.insert(
-            (st.st_dev, st.st_ino),
-            Carrier {
-                kind,
-                handle,
-                group,
-            },
-        );
+        self.carriers.insert((st.st_dev, st.st_ino), carrier);
         Ok(file)
     }
 
-    /// What a file is, if it is one of this simulator's carriers.
+    /// What a file is, if it is one of this simulator's carriers: its kind and handle.
     pub fn classify(&self, key: FileKey) -> Option<(FdKind, u64)> {
         self.carriers.get(&key).map(|c| (c.kind, c.handle))
     }
 
     /// Runs `call` on carrier `key`; a new file (a VFIO device) comes back as a carrier.
     pub fn ioctl(&mut self, key: FileKey, call: &mut Call<'_>) -> Result<SimOutcome, Errno> {
-        let (kind, handle) = self.classify(key).ok_or(Errno::EBADF)?;
+        let Carrier {
+            sim, kind, handle, ..
+        } = *self.carriers.get(&key).ok_or(Errno::EBADF)?;
         let carriers = &self.carriers;
         let lookup = |key: FileKey| carriers.get(&key).map(|c| (c.kind, c.handle));
-        let reply = match kind {
-            FdKind::Accel { .. } => self.accel.ioctl(handle, call),
-            _ => self.vfio.ioctl(kind, handle, call, &lookup),
-        };
+        let reply = self.sims[sim].ioctl(handle, call, &lookup);
         let outcome = match reply {
             Ok(SimReply::Value(value)) => Ok(SimOutcome::Value(value)),
             Ok(SimReply::NewFile {
@@ -268,9 +166,16 @@ impl Simulator {
                 handle,
                 size,
                 contents,
-            }) => self
-                .carrier(kind, handle, None, size, &contents, kind.name())
-                .map(SimOutcome::NewFile),
+            }) => {
+                let carrier = Carrier {
+                    sim,
+                    kind,
+                    handle,
+                    node: None,
+                };
+                self.carrier(carrier, size, &contents, kind.name())
+                    .map(SimOutcome::NewFile)
+            }
             Err(e) => Err(e),
         };
         let result = match &outcome {
@@ -306,25 +211,6 @@ impl Simulator {
     }
 }
 
-/// The fixture's TPU nodes among `granted` whose device numbers name a real device on the
-/// machine whose sysfs is `real_sys` (`/sys/dev/char/MAJOR:MINOR` exists): the sandbox's node
-/// carries the fixture's numbers, so an open that slipped past the broker (a path rewritten
-/// after the check, a `/proc/self/fd` reopen, `creat`) would reach that device. The VFIO
-/// container is left out: a real one without groups reaches no hardware.
-pub fn real_devices_behind(host: &Discovery, granted: &[usize], real_sys: &Path) -> Vec<String> {
-    host.tpus
-        .iter()
-        .filter(|chip| granted.contains(&chip.index))
-        .flat_map(|chip| &chip.nodes)
-        .filter(|node| {
-            real_sys
-                .join(format!("dev/char/{}:{}", node.major, node.minor))
-                .exists()
-        })
-        .map(|node| format!("{} ({}:{})", node.path.display(), node.major, node.minor))
-        .collect()
-}
-
 /// What a simulated call produced.
 #[derive(Debug)]
 pub enum SimOutcome {
@@ -336,23 +222,4 @@ pub enum SimOutcome {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn nodes_that_are_real_devices_here_are_named() {
-        let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/sysfs/tpu-v4-8");
-        let host = crate::discovery::discover(&crate::pci::HostRoot::at(fixture).unwrap()).unwrap();
-        let sys = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(sys.path().join("dev/char/121:2")).unwrap();
-        std::fs::create_dir_all(sys.path().join("dev/char/10:196")).unwrap();
-        assert_eq!(
-            real_devices_behind(&host, &[0, 1, 2, 3], sys.path()),
-            ["/dev/accel2 (121:2)"]
-        );
-        assert!(real_devices_behind(&host, &[0, 1], sys.path()).is_empty());
-    }
 }

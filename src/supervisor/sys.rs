@@ -7,11 +7,11 @@ use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use super::abi::{
-    KCMP_FILES, PIDFD_GET_INFO, PIDFD_INFO_PID_AND_CREDS, PidfdInfo, SECCOMP_GET_ACTION_AVAIL,
-    SECCOMP_GET_NOTIF_SIZES, SECCOMP_IOCTL_NOTIF_ADDFD, SECCOMP_IOCTL_NOTIF_ID_VALID,
-    SECCOMP_IOCTL_NOTIF_RECV, SECCOMP_IOCTL_NOTIF_SEND, SECCOMP_IOCTL_NOTIF_SET_FLAGS,
-    SECCOMP_SET_MODE_FILTER, SeccompNotif, SeccompNotifAddfd, SeccompNotifResp, SeccompNotifSizes,
-    SockFilter,
+    KCMP_FILE, KCMP_FILES, PIDFD_GET_INFO, PIDFD_INFO_PID_AND_CREDS, PidfdInfo,
+    SECCOMP_GET_ACTION_AVAIL, SECCOMP_GET_NOTIF_SIZES, SECCOMP_IOCTL_NOTIF_ADDFD,
+    SECCOMP_IOCTL_NOTIF_ID_VALID, SECCOMP_IOCTL_NOTIF_RECV, SECCOMP_IOCTL_NOTIF_SEND,
+    SECCOMP_IOCTL_NOTIF_SET_FLAGS, SECCOMP_SET_MODE_FILTER, SeccompNotif, SeccompNotifAddfd,
+    SeccompNotifResp, SeccompNotifSizes, SockFilter,
 };
 
 /// `struct sock_fprog`.
@@ -109,6 +109,15 @@ pub fn same_file_table(a: i32, b: i32) -> io::Result<bool> {
     check(unsafe { libc::syscall(libc::SYS_kcmp, a, b, KCMP_FILES, 0, 0) }).map(|order| order == 0)
 }
 
+/// Whether fd `fd` of task `task` is the same open file as our fd `ours` (`kcmp(KCMP_FILE)`;
+/// `me` is our process id): a comparison of the kernel's file objects, so a task id reused by
+/// another process cannot fool it while we hold `ours`.
+pub fn same_file(task: i32, fd: i32, me: u32, ours: BorrowedFd<'_>) -> io::Result<bool> {
+    // SAFETY: kcmp takes plain integers.
+    check(unsafe { libc::syscall(libc::SYS_kcmp, task, me, KCMP_FILE, fd, ours.as_raw_fd()) })
+        .map(|order| order == 0)
+}
+
 /// `PIDFD_GET_INFO` (Linux 6.13): the task's ids and credentials.
 pub fn pidfd_info(pidfd: BorrowedFd<'_>) -> io::Result<PidfdInfo> {
     let mut info = PidfdInfo {
@@ -186,30 +195,6 @@ pub fn set_thread_effective_ids(euid: u32, egid: u32) -> io::Result<()> {
     // SAFETY: as above.
     check(unsafe { libc::syscall(libc::SYS_setresuid, keep, euid, keep) })?;
     Ok(())
-}
-
-/// The listener as a tokio readiness source; it owns a reference to the fd for its lifetime.
-pub struct ListenerFd(pub std::sync::Arc<OwnedFd>);
-
-impl AsRawFd for ListenerFd {
-    fn as_raw_fd(&self) -> std::os::fd::RawFd {
-        self.0.as_raw_fd()
-    }
-}
-
-/// Registers the listener with the current tokio reactor for readability.
-pub fn register_listener(
-    listener: std::sync::Arc<OwnedFd>,
-) -> io::Result<tokio::io::unix::AsyncFd<ListenerFd>> {
-    // SAFETY: `ListenerFd` holds an `Arc` of the fd, so it stays open and refers to the same file
-    // for as long as the `AsyncFd` lives, and `as_raw_fd` always returns that fd.
-    unsafe {
-        tokio::io::unix::AsyncFd::register_with_interest(
-            ListenerFd(listener),
-            tokio::io::Interest::READABLE,
-        )
-    }
-    .map_err(|e| e.into_parts().1)
 }
 
 /// Sends `fd` over the unix socket `socket` with `SCM_RIGHTS` (and one byte of data).

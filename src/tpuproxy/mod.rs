@@ -6,6 +6,8 @@
 
 mod discover;
 mod generation;
+mod simulate;
 
 pub use discover::{TpuChip, TpuDiscovery, discover};
 pub use generation::{DriverModel, GOOGLE_VENDOR_ID, Generation, TPU_MODELS, TpuModel, model_for};
+pub use simulate::simulated_devices;

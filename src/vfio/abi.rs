@@ -15,7 +15,7 @@ pub const GROUP_MAJOR_NAME: &str = "vfio";
 /// The PCI driver a function must be bound to for VFIO passthrough.
 pub const PCI_DRIVER: &str = "vfio-pci";
 
-use crate::supervisor::ioctl::{IoctlDef, io};
+use crate::family::{IoctlDef, io};
 
 /// The VFIO ioctl magic, `';'`.
 pub const VFIO_MAGIC: u8 = b';';

@@ -7,9 +7,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use nix::errno::Errno;
 
 use super::abi::*;
+use super::policy::{CONTAINER, DEVICE, GROUP};
+use crate::family::{
+    Call, Caller, CarrierLookup, DeviceSim, Opened, SimNode, SimReply, field_u32, field_u64,
+};
 use crate::pci::Bdf;
-use crate::supervisor::backend::{Call, CarrierLookup, SimReply};
-use crate::supervisor::policy::{FdKind, field_u32, field_u64};
 
 const PAGE: u64 = 4096;
 /// The most DMA mappings a container takes (`vfio_iommu_type1.dma_entry_limit`).
@@ -118,20 +120,19 @@ impl VfioSim {
         self.groups.get(&handle).map(|g| g.number)
     }
 
-    /// Runs a VFIO call on file `handle` of `kind`; `carriers` finds the simulated files the
-    /// call names by fd.
+    /// Runs a VFIO call on file `handle` of the call's kind; `carriers` finds the simulated
+    /// files the call names by fd.
     pub fn ioctl(
         &mut self,
-        kind: FdKind,
         handle: u64,
         call: &mut Call<'_>,
         carriers: CarrierLookup<'_>,
     ) -> Result<SimReply, Errno> {
-        match kind {
-            FdKind::VfioContainer => self.container_ioctl(handle, call),
-            FdKind::VfioGroup => self.group_ioctl(handle, call, carriers),
-            FdKind::VfioDevice => self.device_ioctl(handle, call),
-            FdKind::Accel { .. } => Err(Errno::ENOTTY),
+        match call.kind {
+            kind if kind == CONTAINER => self.container_ioctl(handle, call),
+            kind if kind == GROUP => self.group_ioctl(handle, call, carriers),
+            kind if kind == DEVICE => self.device_ioctl(handle, call),
+            _ => Err(Errno::ENOTTY),
         }
     }
 
@@ -245,7 +246,7 @@ impl VfioSim {
             let fd = i32::from_ne_bytes(call.read_arg(4)?.try_into().map_err(|_| Errno::EFAULT)?);
             let key = (call.fd_key)(fd).ok_or(Errno::EBADF)?;
             let (kind, target) = carriers(key).ok_or(Errno::EINVAL)?;
-            if kind != FdKind::VfioContainer {
+            if kind != CONTAINER {
                 return Err(Errno::EINVAL);
             }
             if container.is_some() {
@@ -293,7 +294,7 @@ impl VfioSim {
             );
             let config_offset = u64::from(PCI_CONFIG_REGION) << REGION_OFFSET_SHIFT;
             Ok(SimReply::NewFile {
-                kind: FdKind::VfioDevice,
+                kind: DEVICE,
                 handle,
                 size: u64::from(PCI_NUM_REGIONS) << REGION_OFFSET_SHIFT,
                 contents: vec![(config_offset, config_header(vendor, device))],
@@ -421,14 +422,56 @@ fn memlock_limit(tgid: i32) -> u64 {
         .unwrap_or(u64::MAX)
 }
 
+impl DeviceSim for VfioSim {
+    /// Each group's node (one open per process: EBUSY), and the container when there is a
+    /// group.
+    fn nodes(&self) -> Vec<SimNode> {
+        let mut nodes: Vec<SimNode> = self
+            .specs
+            .keys()
+            .map(|number| SimNode {
+                path: super::group_node_path(*number),
+                kind: GROUP,
+                id: u64::from(*number),
+                exclusive: true,
+            })
+            .collect();
+        if !nodes.is_empty() {
+            nodes.push(SimNode {
+                path: CONTAINER_PATH.into(),
+                kind: CONTAINER,
+                id: 0,
+                exclusive: false,
+            });
+        }
+        nodes
+    }
+
+    fn open(&mut self, node: &SimNode, _: i32, _: Caller) -> Result<Opened, Errno> {
+        let handle = if node.kind == GROUP {
+            self.open_group(u32::try_from(node.id).map_err(|_| Errno::ENODEV)?)?
+        } else {
+            self.open_container()
+        };
+        Ok(Opened { handle, size: 0 })
+    }
+
+    fn ioctl(
+        &mut self,
+        handle: u64,
+        call: &mut Call<'_>,
+        carriers: CarrierLookup<'_>,
+    ) -> Result<SimReply, Errno> {
+        VfioSim::ioctl(self, handle, call, carriers)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::cell::RefCell;
 
     use super::*;
-    use crate::supervisor::backend::Caller;
-    use crate::supervisor::ioctl::IoctlDef;
-    use crate::supervisor::memory::{FakeMemory, Memory};
+    use crate::family::{FakeMemory, FdKind, IoctlDef, Memory};
 
     const BASE: u64 = 0x100_0000;
 
@@ -483,8 +526,8 @@ mod tests {
             is_eventfd: &|fd| fd >= 10,
             received: Default::default(),
         };
-        w.sim.ioctl(kind, handle, &mut call, &move |key| {
-            (key == (0, 3)).then_some((FdKind::VfioContainer, container))
+        VfioSim::ioctl(&mut w.sim, handle, &mut call, &move |key| {
+            (key == (0, 3)).then_some((CONTAINER, container))
         })
     }
 
@@ -508,27 +551,21 @@ mod tests {
         w.mem.write(BASE, &3i32.to_ne_bytes()).unwrap();
         let (c, g) = (w.container, w.group);
         assert_eq!(
-            w.value(FdKind::VfioContainer, c, SET_IOMMU, TYPE1V2_IOMMU),
+            w.value(CONTAINER, c, SET_IOMMU, TYPE1V2_IOMMU),
             Err(Errno::EINVAL),
             "no group yet"
         );
-        assert_eq!(
-            w.value(FdKind::VfioGroup, g, GROUP_SET_CONTAINER, BASE),
-            Ok(0)
-        );
+        assert_eq!(w.value(GROUP, g, GROUP_SET_CONTAINER, BASE), Ok(0));
         w.mem.write(BASE, b"0000:00:04.0\0").unwrap();
         assert_eq!(
-            w.value(FdKind::VfioGroup, g, GROUP_GET_DEVICE_FD, BASE),
+            w.value(GROUP, g, GROUP_GET_DEVICE_FD, BASE),
             Err(Errno::EINVAL),
             "no IOMMU yet"
         );
-        assert_eq!(
-            w.value(FdKind::VfioContainer, c, SET_IOMMU, TYPE1V2_IOMMU),
-            Ok(0)
-        );
-        match call(w, FdKind::VfioGroup, g, GROUP_GET_DEVICE_FD, BASE).unwrap() {
+        assert_eq!(w.value(CONTAINER, c, SET_IOMMU, TYPE1V2_IOMMU), Ok(0));
+        match call(w, GROUP, g, GROUP_GET_DEVICE_FD, BASE).unwrap() {
             SimReply::NewFile {
-                kind: FdKind::VfioDevice,
+                kind: DEVICE,
                 handle,
                 contents,
                 ..
@@ -545,37 +582,28 @@ mod tests {
     fn the_libtpu_sequence() {
         let mut w = world();
         let (c, g) = (w.container, w.group);
-        assert_eq!(w.value(FdKind::VfioContainer, c, GET_API_VERSION, 0), Ok(0));
+        assert_eq!(w.value(CONTAINER, c, GET_API_VERSION, 0), Ok(0));
+        assert_eq!(w.value(CONTAINER, c, CHECK_EXTENSION, TYPE1V2_IOMMU), Ok(1));
         assert_eq!(
-            w.value(FdKind::VfioContainer, c, CHECK_EXTENSION, TYPE1V2_IOMMU),
-            Ok(1)
-        );
-        assert_eq!(
-            w.value(FdKind::VfioContainer, c, CHECK_EXTENSION, SPAPR_TCE_IOMMU),
+            w.value(CONTAINER, c, CHECK_EXTENSION, SPAPR_TCE_IOMMU),
             Ok(0)
         );
         let device = setup(&mut w);
         w.mem.write(BASE, b"0000:00:05.0\0").unwrap();
         assert_eq!(
-            w.value(FdKind::VfioGroup, g, GROUP_GET_DEVICE_FD, BASE),
+            w.value(GROUP, g, GROUP_GET_DEVICE_FD, BASE),
             Err(Errno::ENODEV),
             "a foreign BDF"
         );
 
         w.mem.write(BASE, &u32s(&[24, 0, 0, 0, 0, 0])).unwrap();
-        assert_eq!(
-            w.value(FdKind::VfioDevice, device, DEVICE_GET_INFO, BASE),
-            Ok(0)
-        );
+        assert_eq!(w.value(DEVICE, device, DEVICE_GET_INFO, BASE), Ok(0));
         assert_eq!(w.mem.read(BASE + 4, 12).unwrap(), u32s(&[3, 9, 5]));
         for index in 0..9u32 {
             w.mem
                 .write(BASE, &u32s(&[32, 0, index, 0, 0, 0, 0, 0]))
                 .unwrap();
-            assert_eq!(
-                w.value(FdKind::VfioDevice, device, DEVICE_GET_REGION_INFO, BASE),
-                Ok(0)
-            );
+            assert_eq!(w.value(DEVICE, device, DEVICE_GET_REGION_INFO, BASE), Ok(0));
             let offset = field_u64(&w.mem.read(BASE, 32).unwrap(), 24).unwrap();
             assert_eq!(offset, u64::from(index) << 40);
         }
@@ -583,22 +611,19 @@ mod tests {
             .write(BASE, &u32s(&[32, 0, 9, 0, 0, 0, 0, 0]))
             .unwrap();
         assert_eq!(
-            w.value(FdKind::VfioDevice, device, DEVICE_GET_REGION_INFO, BASE),
+            w.value(DEVICE, device, DEVICE_GET_REGION_INFO, BASE),
             Err(Errno::EINVAL)
         );
 
         w.mem
             .write(BASE, &u32s(&[20 + 8, 0x24, 2, 0, 2, 10, 11]))
             .unwrap();
-        assert_eq!(
-            w.value(FdKind::VfioDevice, device, DEVICE_SET_IRQS, BASE),
-            Ok(0)
-        );
+        assert_eq!(w.value(DEVICE, device, DEVICE_SET_IRQS, BASE), Ok(0));
         w.mem
             .write(BASE, &u32s(&[20 + 4, 0x24, 2, 15, 2, 10]))
             .unwrap();
         assert_eq!(
-            w.value(FdKind::VfioDevice, device, DEVICE_SET_IRQS, BASE),
+            w.value(DEVICE, device, DEVICE_SET_IRQS, BASE),
             Err(Errno::EINVAL),
             "past the vectors"
         );
@@ -615,22 +640,19 @@ mod tests {
         w.mem
             .write(BASE, &dma(BASE + 0x1000, 0x1_0000_0000, 0x2000))
             .unwrap();
-        assert_eq!(
-            w.value(FdKind::VfioContainer, c, IOMMU_MAP_DMA, BASE),
-            Ok(0)
-        );
+        assert_eq!(w.value(CONTAINER, c, IOMMU_MAP_DMA, BASE), Ok(0));
         w.mem
             .write(BASE, &dma(BASE + 0x1000, 0x1_0000_1000, 0x2000))
             .unwrap();
         assert_eq!(
-            w.value(FdKind::VfioContainer, c, IOMMU_MAP_DMA, BASE),
+            w.value(CONTAINER, c, IOMMU_MAP_DMA, BASE),
             Err(Errno::EEXIST)
         );
         w.mem
             .write(BASE, &dma(BASE + 0x1001, 0x2_0000_0000, 0x2000))
             .unwrap();
         assert_eq!(
-            w.value(FdKind::VfioContainer, c, IOMMU_MAP_DMA, BASE),
+            w.value(CONTAINER, c, IOMMU_MAP_DMA, BASE),
             Err(Errno::EINVAL)
         );
         let unmap = [
@@ -640,12 +662,9 @@ mod tests {
         ]
         .concat();
         w.mem.write(BASE, &unmap).unwrap();
-        assert_eq!(
-            w.value(FdKind::VfioContainer, c, IOMMU_UNMAP_DMA, BASE),
-            Ok(0)
-        );
+        assert_eq!(w.value(CONTAINER, c, IOMMU_UNMAP_DMA, BASE), Ok(0));
         assert_eq!(field_u64(&w.mem.read(BASE, 24).unwrap(), 16), Some(0x2000));
-        assert_eq!(w.value(FdKind::VfioDevice, device, DEVICE_RESET, 0), Ok(0));
+        assert_eq!(w.value(DEVICE, device, DEVICE_RESET, 0), Ok(0));
     }
 
     #[test]
@@ -653,18 +672,15 @@ mod tests {
         let mut w = world();
         let g = w.group;
         w.mem.write(BASE, &u32s(&[8, 0])).unwrap();
-        assert_eq!(w.value(FdKind::VfioGroup, g, GROUP_GET_STATUS, BASE), Ok(0));
+        assert_eq!(w.value(GROUP, g, GROUP_GET_STATUS, BASE), Ok(0));
         assert_eq!(field_u32(&w.mem.read(BASE, 8).unwrap(), 4), Some(1));
         setup(&mut w);
         w.mem.write(BASE, &u32s(&[8, 0])).unwrap();
-        assert_eq!(w.value(FdKind::VfioGroup, g, GROUP_GET_STATUS, BASE), Ok(0));
+        assert_eq!(w.value(GROUP, g, GROUP_GET_STATUS, BASE), Ok(0));
         assert_eq!(field_u32(&w.mem.read(BASE, 8).unwrap(), 4), Some(3));
+        assert_eq!(w.value(GROUP, g, GROUP_UNSET_CONTAINER, 0), Ok(0));
         assert_eq!(
-            w.value(FdKind::VfioGroup, g, GROUP_UNSET_CONTAINER, 0),
-            Ok(0)
-        );
-        assert_eq!(
-            w.value(FdKind::VfioGroup, g, GROUP_UNSET_CONTAINER, 0),
+            w.value(GROUP, g, GROUP_UNSET_CONTAINER, 0),
             Err(Errno::EINVAL)
         );
         assert_eq!(w.sim.open_group(9).unwrap_err(), Errno::ENODEV);

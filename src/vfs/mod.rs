@@ -14,10 +14,11 @@ mod rootdir;
 mod sys;
 mod system;
 
+pub use crate::family::DeviceClass;
 pub use apply::{ApplyOptions, apply};
 pub use error::VfsError;
 pub use majors::DynamicMajors;
-pub use registry::{DeviceClass, DeviceRegistry, RegisteredDevice, STANDARD_DEVICES};
+pub use registry::{DeviceRegistry, RegisteredDevice, STANDARD_DEVICES};
 pub use rootdir::{FileInfo, FileKind, Resolver, RootDir, fstat_info};
 pub use sys::RealSys;
 pub use system::{MountFlags, NodeType, Sys, proc_fd_path};

@@ -1,90 +1,11 @@
 use std::collections::BTreeMap;
-use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
 use super::{DynamicMajors, VfsError};
+use crate::family::DeviceClass;
 use crate::pci::{DevNode, NodeKind, ProcDevices};
-
-/// What a device number is: the class decides how the ioctl gate treats an fd on it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum DeviceClass {
-    /// `/dev/null`.
-    Null,
-    /// `/dev/zero`.
-    Zero,
-    /// `/dev/full`.
-    Full,
-    /// `/dev/random`.
-    Random,
-    /// `/dev/urandom`.
-    Urandom,
-    /// `/dev/tty`.
-    Tty,
-    /// `/dev/ptmx`.
-    Ptmx,
-    /// `/dev/net/tun`.
-    Tun,
-    /// `/dev/fuse`.
-    Fuse,
-    /// A TPU on the accel driver, `/dev/accelN`.
-    TpuAccel,
-    /// The VFIO container, `/dev/vfio/vfio`.
-    VfioContainer,
-    /// A VFIO group, `/dev/vfio/<group>`.
-    VfioGroup,
-    /// An NVIDIA GPU, `/dev/nvidiaN`.
-    NvidiaGpu,
-    /// `/dev/nvidiactl`.
-    NvidiaCtl,
-    /// `/dev/nvidia-uvm`.
-    NvidiaUvm,
-    /// `/dev/nvidia-uvm-tools`.
-    NvidiaUvmTools,
-    /// `/dev/nvidia-modeset`.
-    NvidiaModeset,
-    /// `/dev/nvidia-caps/*`.
-    NvidiaCap,
-}
-
-impl DeviceClass {
-    /// The name used in logs, JSON and the audit trail.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Self::Null => "null",
-            Self::Zero => "zero",
-            Self::Full => "full",
-            Self::Random => "random",
-            Self::Urandom => "urandom",
-            Self::Tty => "tty",
-            Self::Ptmx => "ptmx",
-            Self::Tun => "tun",
-            Self::Fuse => "fuse",
-            Self::TpuAccel => "tpu-accel",
-            Self::VfioContainer => "vfio-container",
-            Self::VfioGroup => "vfio-group",
-            Self::NvidiaGpu => "nvidia-gpu",
-            Self::NvidiaCtl => "nvidia-ctl",
-            Self::NvidiaUvm => "nvidia-uvm",
-            Self::NvidiaUvmTools => "nvidia-uvm-tools",
-            Self::NvidiaModeset => "nvidia-modeset",
-            Self::NvidiaCap => "nvidia-cap",
-        }
-    }
-}
-
-impl fmt::Display for DeviceClass {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl Serialize for DeviceClass {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.name())
-    }
-}
 
 /// A device a sandbox may be given: its class, its path and its permission bits.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -119,6 +40,9 @@ pub const STANDARD_DEVICES: [(DeviceClass, &str, u32, u32); 9] = [
 #[derive(Debug, Clone, Default)]
 pub struct DeviceRegistry {
     devices: BTreeMap<(NodeKind, u32, u32), RegisteredDevice>,
+    /// Whole majors of one class (every VFIO group under the `vfio` major, whether or not
+    /// discovery saw it): consulted when no single number matches.
+    majors_of_class: BTreeMap<(NodeKind, u32), DeviceClass>,
     majors: DynamicMajors,
 }
 
@@ -175,6 +99,24 @@ impl DeviceRegistry {
     /// The device registered at (kind, major, minor).
     pub fn lookup(&self, kind: NodeKind, major: u32, minor: u32) -> Option<&RegisteredDevice> {
         self.devices.get(&(kind, major, minor))
+    }
+
+    /// Makes every device number under `major` of `kind` a `class` device, unless a single
+    /// number says otherwise.
+    pub fn register_major(&mut self, kind: NodeKind, major: u32, class: DeviceClass) {
+        self.majors_of_class.insert((kind, major), class);
+    }
+
+    /// The class of device number `major:minor` of `kind`: its own entry, else its major's.
+    pub fn class_of(&self, kind: NodeKind, major: u32, minor: u32) -> Option<DeviceClass> {
+        self.lookup(kind, major, minor)
+            .map(|device| device.class)
+            .or_else(|| self.majors_of_class.get(&(kind, major)).copied())
+    }
+
+    /// The registered device at `path`, with its number.
+    pub fn by_path(&self, path: &Path) -> Option<((NodeKind, u32, u32), &RegisteredDevice)> {
+        self.iter().find(|(_, device)| device.path == path)
     }
 
     /// Every registered device, ordered by (kind, major, minor).

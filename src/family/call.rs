@@ -1,8 +1,8 @@
 //! What a backend (the host driver, or a simulator) gets to run a call, and what it answers.
 
 use super::ioctl::IoctlDef;
+use super::kind::FdKind;
 use super::memory::Memory;
-use super::policy::FdKind;
 
 /// Who made a call: its thread group and effective ids, which the executor takes on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
