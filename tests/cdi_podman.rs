@@ -337,6 +337,32 @@ fn podman_gives_a_container_exactly_the_cdi_devices_it_asks_for() {
         common::stderr(&output)
     );
 
+    // Why the lowest cdiVersion: podman 4.3 refuses a spec that declares 0.6.0.
+    let spec_file = lab.path("cdi").join("google.com-tpu.json");
+    let text = fs::read_to_string(&spec_file).unwrap();
+    fs::write(
+        &spec_file,
+        text.replace(r#""cdiVersion": "0.5.0""#, r#""cdiVersion": "0.6.0""#),
+    )
+    .unwrap();
+    let output = lab.podman(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--device",
+        "google.com/tpu=all",
+        "--rootfs",
+        lab.path("rootfs").to_str().unwrap(),
+        "true",
+    ]);
+    assert_ne!(output.status.code(), Some(0));
+    assert!(
+        common::stderr(&output).contains("unresolvable CDI devices google.com/tpu=all"),
+        "{}",
+        common::stderr(&output)
+    );
+
     drop(lab);
     assert!(!lab_path.exists(), "{} left behind", lab_path.display());
     assert_eq!(cgroups_left(&cgroup_parent), Vec::<PathBuf>::new());
