@@ -181,23 +181,13 @@ fn a_host_without_the_kind_is_an_error_naming_it() {
 
 #[test]
 fn check_finds_fresh_specs_current() {
-    let dir = tempfile::tempdir().unwrap();
-    for (host, kind) in [("nvidia-h100x8", Kind::Gpu), ("tpu-v5e-8", Kind::Tpu)] {
+    for (host, kind) in GOLDEN {
         let root = common::fixture(host);
-        write_spec(&root, kind, dir.path());
-        let report = check_dir(&root, dir.path());
-        // The other host's spec names devices this host lacks; only this kind counts here.
-        let own: Vec<&Stale> = report
-            .stale
-            .iter()
-            .filter(|s| s.problem.starts_with(kind.name()))
-            .collect();
-        assert!(own.is_empty(), "{own:?}");
-        fs::remove_file(
-            dir.path()
-                .join(format!("{}.json", kind.name().replace('/', "-"))),
-        )
-        .unwrap();
+        let specs = tempfile::tempdir().unwrap();
+        let file = write_spec(&root, *kind, specs.path());
+        let report = check_dir(&root, specs.path());
+        assert_eq!(report.stale, [], "{host}");
+        assert_eq!(report.checked, [file], "{host}");
     }
 }
 
