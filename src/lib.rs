@@ -8,6 +8,7 @@
 
 pub mod accel;
 pub mod boot;
+pub mod cdi;
 pub mod cli;
 pub mod discovery;
 pub mod family;

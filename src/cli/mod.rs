@@ -3,6 +3,7 @@
 //! Exit codes: 0 on success (warnings allowed), 1 when the host cannot be read, 2 on usage
 //! errors.
 
+mod cdi;
 mod discover;
 mod plan;
 mod run;
@@ -24,6 +25,7 @@ Examples:
   accelgate discover --json | jq '.tpus[].bdfs'
   accelgate plan --bundle examples/tpu-v5e --root fixtures/sysfs/tpu-v5e-8
   accelgate run --bundle examples/busybox-tpu --root fixtures/sysfs/tpu-v4-8 -- ls -ln /dev
+  accelgate cdi generate --root fixtures/sysfs/tpu-v5e-8 --output -
 
 Environment:
   RUST_LOG   log filter (tracing syntax) when --log-level is not given";
@@ -45,6 +47,7 @@ enum Command {
     Discover(discover::DiscoverArgs),
     Plan(plan::PlanArgs),
     Run(run::RunArgs),
+    Cdi(cdi::CdiArgs),
 }
 
 /// Exit status for a host that cannot be read or another runtime failure.
@@ -67,6 +70,7 @@ pub fn main() -> ExitCode {
         Command::Discover(args) => discover::run(&args),
         Command::Plan(args) => plan::run(&args),
         Command::Run(args) => run::run(&args),
+        Command::Cdi(args) => cdi::run(&args),
     }
 }
 
