@@ -15,14 +15,14 @@ use super::tpu::tpu_request;
 use super::{BootError, Bundle, Rules};
 use crate::discovery::{Discovery, discover};
 use crate::nvproxy::abi as nv;
-use crate::pci::{DevNode, HostRoot};
+use crate::pci::HostRoot;
 use crate::plan::OverlayMode;
 use crate::plan::{
     Accelerators, MountOrigin, PLAN_SCHEMA, PlannedDevice, PlannedMount, PlannedRlimit,
     ProcessPlan, RootfsPlan, SandboxPlan, SourceKind,
 };
 use crate::tpuproxy::DriverModel;
-use crate::vfs::{FileInfo, RootDir, VfsError};
+use crate::vfs::{DeviceRegistry, FileInfo, RootDir, VfsError};
 
 /// What `compile` knows of the host: discovery plus the few facts mounts depend on.
 #[derive(Debug, Clone)]
@@ -139,8 +139,9 @@ pub fn compile(
 
     // Devices: defaults, then the spec's with host numbers where the host decides them.
     let mut dev = DevTree::with_defaults(host.has_kcore);
+    let registry = host.discovery.registry().map_err(BootError::Registry)?;
     for mut device in spec_devices.iter().cloned() {
-        use_host_numbers(&mut device, &host.discovery, &mut rules);
+        use_host_numbers(&mut device, &registry, &host.discovery, &mut rules);
         let path = device.path.clone();
         if let Some(old) = dev.set_device(device) {
             rules.add(format!(
@@ -329,21 +330,20 @@ fn grant(dev: &mut DevTree, device: PlannedDevice, rules: &mut Rules) {
 }
 
 /// Spec devices whose numbers the host decides (dynamic majors, VFIO group minors, accel
-/// nodes) get the host's numbers; a stale `nvidia-uvm` major is the most common way GPU
-/// containers break.
-fn use_host_numbers(device: &mut PlannedDevice, host: &Discovery, rules: &mut Rules) {
-    let nodes: Vec<&DevNode> = host
-        .tpus
-        .iter()
-        .flat_map(|c| &c.nodes)
-        .chain(host.gpus.iter().flat_map(|g| &g.nodes))
-        .chain(host.nvidia.iter().flat_map(|n| &n.nodes))
-        .chain(host.vfio.iter().flat_map(|v| &v.nodes))
-        .collect();
+/// nodes) get the host's numbers, from the device registry; a stale `nvidia-uvm` major is the
+/// most common way GPU containers break.
+fn use_host_numbers(
+    device: &mut PlannedDevice,
+    registry: &DeviceRegistry,
+    host: &Discovery,
+    rules: &mut Rules,
+) {
+    let accelerator = registry
+        .by_path(&device.path)
+        .filter(|(_, registered)| registered.class.is_accelerator());
     let majors = host.nvidia.as_ref().map(|n| &n.majors);
-    let (major, minor, authority) = if let Some(node) = nodes.iter().find(|n| n.path == device.path)
-    {
-        (node.major, node.minor, "the host's node")
+    let (major, minor, authority) = if let Some(((_, major, minor), _)) = accelerator {
+        (major, minor, "the host's node")
     } else if device.path == Path::new(nv::UVM_PATH) || device.path == Path::new(nv::UVM_TOOLS_PATH)
     {
         match majors.and_then(|m| m.get(nv::UVM_MAJOR_NAME)) {

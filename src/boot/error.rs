@@ -80,4 +80,7 @@ pub enum BootError {
     /// The host could not be read.
     #[error("cannot read the host")]
     Host(#[source] PciError),
+    /// The host's device numbers do not add up (two nodes with one number).
+    #[error("the host's device numbers")]
+    Registry(#[source] VfsError),
 }

@@ -36,7 +36,7 @@ impl Placement {
     pub fn describe(self) -> String {
         match self {
             Self::Allow => "kernel: allow".to_owned(),
-            Self::Refuse(errno) => format!("kernel: {errno}"),
+            Self::Refuse(errno) => format!("kernel: {errno:?}"),
             Self::Supervisor => "supervisor".to_owned(),
         }
     }
@@ -175,7 +175,7 @@ pub fn table(families: &[Family]) -> String {
                             names.push(row.ioctl.name);
                         }
                         let action = match row.action {
-                            Action::Deny(errno) => format!("deny {errno}"),
+                            Action::Deny(errno) => format!("deny {errno:?}"),
                             other => other.label().to_owned(),
                         };
                         actions.push(format!("{kind}: {action}"));
@@ -192,7 +192,7 @@ pub fn table(families: &[Family]) -> String {
             ));
         }
         out.push_str(&format!(
-            "| {} | any other number it owns | | unknown | kernel: {} |\n",
+            "| {} | any other number it owns | | unknown | kernel: {:?} |\n",
             family.name, family.unknown_errno
         ));
     }
