@@ -183,8 +183,10 @@ impl Simulator {
             Ok(SimOutcome::NewFile(_)) => 0,
             Err(e) => -(*e as i64),
         };
-        let received = call.received.borrow().as_deref().map(hex);
-        self.record(kind, call, received, result);
+        if self.log.is_some() {
+            let received = call.received.borrow().as_deref().map(hex);
+            self.record(kind, call, received, result);
+        }
         outcome
     }
 
