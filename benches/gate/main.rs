@@ -20,6 +20,7 @@
 //! gasket `REGISTER_INTERRUPT` (emulated: copy in, check, eventfd check, the call on a copy
 //! under the caller's ids, copy out) on the /dev/zero chip and on the simulated chip.
 
+mod posing;
 mod sys;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -30,17 +31,17 @@ use std::time::Instant;
 use accelgate::accel::abi::REGISTER_INTERRUPT;
 use accelgate::boot::families;
 use accelgate::discovery::discover;
-use accelgate::family::{Caller, DeviceClass};
-use accelgate::pci::{HostRoot, NodeKind};
+use accelgate::family::Caller;
+use accelgate::pci::HostRoot;
 use accelgate::supervisor::abi::{SECCOMP_RET_ALLOW, SockFilter, op};
 use accelgate::supervisor::filter::{Arch, build};
 use accelgate::supervisor::handoff::{install_and_send, receive_listener};
 use accelgate::supervisor::simulator::Simulator;
 use accelgate::supervisor::{Gate, GateConfig, Mode, SandboxConfig, Threads, serve};
 use accelgate::vfio::abi::{DEVICE_GET_INFO, IOMMU_ENABLE, IOMMU_GET_INFO};
-use accelgate::vfs::{DeviceRegistry, RegisteredDevice};
 use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
 use nix::unistd::ForkResult;
+use posing::posing_registry;
 
 /// Batches per measurement; the median batch is reported.
 const BATCHES: usize = 7;
@@ -181,25 +182,6 @@ fn workload(
     }
     let _ = std::fs::File::from(report).write_all(out.as_bytes());
     0
-}
-
-/// /dev/null (1:3) as the VFIO container and /dev/zero (1:5) as a TPU v4 chip.
-fn posing_registry() -> DeviceRegistry {
-    let mut registry = DeviceRegistry::default();
-    for (minor, class, path) in [
-        (3, DeviceClass::VfioContainer, "/dev/null"),
-        (5, DeviceClass::TpuAccel, "/dev/zero"),
-    ] {
-        let device = RegisteredDevice {
-            class,
-            path: path.into(),
-            mode: 0o666,
-        };
-        registry
-            .register(NodeKind::Char, 1, minor, device)
-            .expect("distinct numbers");
-    }
-    registry
 }
 
 /// One scenario, in its own process: prints the workload's lines. `pinned` puts the workload,

@@ -2,11 +2,45 @@
 //! kernel's own test of which syscalls a filter always allows (the seccomp action cache). Tests
 //! and fuzzers run every generated program through them.
 
-use super::abi::{SECCOMP_DATA_ARCH, SECCOMP_DATA_NR, SECCOMP_RET_ALLOW, SockFilter, op};
+use super::abi::{
+    SECCOMP_DATA_ARCH, SECCOMP_DATA_NR, SECCOMP_RET_ALLOW, SeccompData, SockFilter, op,
+};
 
-/// A classic BPF interpreter for `seccomp_data`, enough for the filters above; tests run every
-/// generated program through it.
-pub fn interpret(program: &[SockFilter], data: &super::abi::SeccompData) -> u32 {
+/// Runs `program` with `load` answering its loads (by `seccomp_data` offset) and returns the
+/// value it returns; None when a load has no answer, an instruction is not one the gate's
+/// filters use (or the kernel's action-cache emulator knows), or it runs off its end.
+fn run(program: &[SockFilter], load: impl Fn(u32) -> Option<u32>) -> Option<u32> {
+    let mut a: u32 = 0;
+    let mut pc = 0usize;
+    while let Some(insn) = program.get(pc) {
+        pc += 1;
+        match insn.code {
+            op::LD_W_ABS => a = load(insn.k)?,
+            op::ALU_AND_K => a &= insn.k,
+            op::JA => pc += insn.k as usize,
+            op::JEQ_K | op::JGE_K | op::JGT_K | op::JSET_K => {
+                let taken = match insn.code {
+                    op::JEQ_K => a == insn.k,
+                    op::JGE_K => a >= insn.k,
+                    op::JGT_K => a > insn.k,
+                    _ => a & insn.k != 0,
+                };
+                pc += usize::from(if taken { insn.jt } else { insn.jf });
+            }
+            op::RET_K => return Some(insn.k),
+            _ => return None,
+        }
+    }
+    None
+}
+
+/// A classic BPF interpreter for `seccomp_data`, enough for the gate's filters: what `program`
+/// returns for `data`.
+///
+/// # Panics
+/// When the program loads outside `seccomp_data`, uses an instruction the gate's filters do
+/// not, or runs off its end: none of which a generated filter may do.
+pub fn interpret(program: &[SockFilter], data: &SeccompData) -> u32 {
     let mut bytes = [0u8; 64];
     bytes[0..4].copy_from_slice(&data.nr.to_le_bytes());
     bytes[4..8].copy_from_slice(&data.arch.to_le_bytes());
@@ -14,31 +48,11 @@ pub fn interpret(program: &[SockFilter], data: &super::abi::SeccompData) -> u32 
     for (i, arg) in data.args.iter().enumerate() {
         bytes[16 + 8 * i..24 + 8 * i].copy_from_slice(&arg.to_le_bytes());
     }
-    let mut a: u32 = 0;
-    let mut pc = 0usize;
-    loop {
-        let insn = program[pc];
-        pc += 1;
-        match insn.code {
-            op::LD_W_ABS => {
-                let k = insn.k as usize;
-                a = u32::from_le_bytes(bytes[k..k + 4].try_into().unwrap());
-            }
-            op::ALU_AND_K => a &= insn.k,
-            op::JA => pc += insn.k as usize,
-            op::JEQ_K | op::JGE_K | op::JGT_K | op::JSET_K => {
-                let taken = match insn.code {
-                    op::JEQ_K => a == insn.k,
-                    op::JGE_K => a >= insn.k,
-                    op::JGT_K => a > insn.k,
-                    _ => a & insn.k != 0,
-                };
-                pc += usize::from(if taken { insn.jt } else { insn.jf });
-            }
-            op::RET_K => return insn.k,
-            other => panic!("opcode {other:#x} is not interpreted"),
-        }
-    }
+    let load = |k: u32| {
+        let k = usize::try_from(k).ok()?;
+        Some(u32::from_le_bytes(bytes.get(k..k + 4)?.try_into().ok()?))
+    };
+    run(program, load).expect("a filter the interpreter can run to its end")
 }
 
 /// Whether the kernel's seccomp action cache (Linux 5.11, `seccomp_is_const_allow`) proves
@@ -46,30 +60,10 @@ pub fn interpret(program: &[SockFilter], data: &super::abi::SeccompData) -> u32 
 /// number and arch known, and any load of another field, or any instruction the kernel's
 /// emulator does not know, means "not provable".
 pub fn always_allows(program: &[SockFilter], arch: u32, nr: u32) -> bool {
-    let mut a: u32 = 0;
-    let mut pc = 0usize;
-    while let Some(insn) = program.get(pc) {
-        pc += 1;
-        match insn.code {
-            op::LD_W_ABS => match insn.k {
-                SECCOMP_DATA_NR => a = nr,
-                SECCOMP_DATA_ARCH => a = arch,
-                _ => return false,
-            },
-            op::RET_K => return insn.k == SECCOMP_RET_ALLOW,
-            op::JA => pc += insn.k as usize,
-            op::JEQ_K | op::JGE_K | op::JGT_K | op::JSET_K => {
-                let taken = match insn.code {
-                    op::JEQ_K => a == insn.k,
-                    op::JGE_K => a >= insn.k,
-                    op::JGT_K => a > insn.k,
-                    _ => a & insn.k != 0,
-                };
-                pc += usize::from(if taken { insn.jt } else { insn.jf });
-            }
-            op::ALU_AND_K => a &= insn.k,
-            _ => return false,
-        }
-    }
-    false
+    let load = |k: u32| match k {
+        SECCOMP_DATA_NR => Some(nr),
+        SECCOMP_DATA_ARCH => Some(arch),
+        _ => None,
+    };
+    run(program, load) == Some(SECCOMP_RET_ALLOW)
 }

@@ -21,6 +21,9 @@
 #[path = "../../benches/gate/sys.rs"]
 mod sys;
 
+#[path = "../../benches/gate/posing.rs"]
+mod posing;
+
 #[path = "../common/mod.rs"]
 mod common;
 
@@ -33,41 +36,23 @@ use std::time::{Duration, Instant};
 use accelgate::accel::abi::{REGISTER_INTERRUPT, SET_EVENTFD, V4_INTERRUPT_OFFSETS};
 use accelgate::boot::families;
 use accelgate::discovery::discover;
-use accelgate::family::{Caller, DeviceClass};
-use accelgate::pci::{HostRoot, NodeKind};
+use accelgate::family::Caller;
+use accelgate::pci::HostRoot;
 use accelgate::supervisor::filter::{Arch, build};
 use accelgate::supervisor::handoff::{install_and_send, receive_listener};
 use accelgate::supervisor::simulator::Simulator;
 use accelgate::supervisor::{Gate, Mode, Sandbox, SandboxConfig, Supervisor, Threads};
 use accelgate::vfio::abi::{DEVICE_GET_INFO, IOMMU_ENABLE, IOMMU_GET_INFO};
-use accelgate::vfs::{DeviceRegistry, RegisteredDevice};
 use nix::sys::signal::{Signal, kill};
 use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
 use nix::sys::wait::waitpid;
 use nix::unistd::ForkResult;
+use posing::posing_registry;
 use serde_json::{Value, json};
 
 const WORKLOADS: usize = 64;
 const CALLS_PER_ROUND: usize = 5_000;
 const ROUNDS: usize = 2;
-
-/// /dev/null (1:3) as the VFIO container and /dev/zero (1:5) as a TPU v4 chip: the calls run
-/// the gate's real paths and reach real drivers.
-fn posing_registry() -> DeviceRegistry {
-    let mut registry = DeviceRegistry::default();
-    for (minor, class, path) in [
-        (3, DeviceClass::VfioContainer, "/dev/null"),
-        (5, DeviceClass::TpuAccel, "/dev/zero"),
-    ] {
-        let device = RegisteredDevice {
-            class,
-            path: path.into(),
-            mode: 0o666,
-        };
-        registry.register(NodeKind::Char, 1, minor, device).unwrap();
-    }
-    registry
-}
 
 fn errno_of(result: libc::c_long) -> i32 {
     if result < 0 {
