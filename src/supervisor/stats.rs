@@ -139,6 +139,11 @@ impl Stats {
             })
             .collect();
         let _ = writeln!(out, "  totals: {}", totals.join(", "));
+        if self.mode != Mode::Audit {
+            out.push_str(
+                "  (requests the filter decides in the kernel are not counted; --policy audit sees every call)\n",
+            );
+        }
         out
     }
 }
