@@ -10,6 +10,7 @@ pub mod accel;
 pub mod boot;
 pub mod cdi;
 pub mod cli;
+pub mod daemon;
 pub mod discovery;
 pub mod family;
 pub mod fixture;

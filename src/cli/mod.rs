@@ -4,8 +4,11 @@
 //! errors.
 
 mod cdi;
+mod daemon;
 mod discover;
+mod inspect;
 mod plan;
+mod profile;
 mod run;
 mod table;
 
@@ -26,6 +29,9 @@ Examples:
   accelgate plan --bundle examples/tpu-v5e --root fixtures/sysfs/tpu-v5e-8
   accelgate run --bundle examples/busybox-tpu --root fixtures/sysfs/tpu-v4-8 -- ls -ln /dev
   accelgate cdi generate --root fixtures/sysfs/tpu-v5e-8 --output -
+  accelgate daemon --socket /run/accelgate/agent.sock   # the OCI seccomp agent for runc, crun
+  accelgate seccomp-profile --socket /run/accelgate/agent.sock
+  accelgate ps; accelgate stats ID
 
 Environment:
   RUST_LOG   log filter (tracing syntax) when --log-level is not given";
@@ -48,6 +54,10 @@ enum Command {
     Plan(plan::PlanArgs),
     Run(run::RunArgs),
     Cdi(cdi::CdiArgs),
+    Daemon(daemon::DaemonArgs),
+    SeccompProfile(profile::ProfileArgs),
+    Ps(inspect::PsArgs),
+    Stats(inspect::StatsArgs),
 }
 
 /// Exit status for a host that cannot be read or another runtime failure.
@@ -71,6 +81,10 @@ pub fn main() -> ExitCode {
         Command::Plan(args) => plan::run(&args),
         Command::Run(args) => run::run(&args),
         Command::Cdi(args) => cdi::run(&args),
+        Command::Daemon(args) => daemon::run(&args),
+        Command::SeccompProfile(args) => profile::run(&args),
+        Command::Ps(args) => inspect::ps(&args),
+        Command::Stats(args) => inspect::stats(&args),
     }
 }
 

@@ -103,6 +103,11 @@ impl Arch {
     pub fn ioctl_nr(self) -> u32 {
         self.native_abi().ioctl[0]
     }
+
+    /// The native syscall numbers of `open`, `openat` and `openat2` that exist here.
+    pub fn opens(self) -> &'static [u32] {
+        self.native_abi().opens
+    }
 }
 
 /// What the filter decides, and what it sends to the supervisor.

@@ -11,7 +11,7 @@ use super::abi::SeccompNotif;
 use super::broker;
 use super::classify::{Class, Classifier};
 use super::decide::{Plan, decide};
-use super::filter::Arch;
+use super::filter::{Arch, COMPAT_ERRNO};
 use super::host;
 use super::identity::caller_of;
 use super::memory::NotifMemory;
@@ -23,13 +23,24 @@ use crate::family::{Caller, FdKind, FileKey, Ruling, field_u64};
 
 /// Serves one notification: an ioctl, or (with simulated devices) an open. True when it ran a
 /// backend call.
+///
+/// A call from another ABI (i386 through `int 0x80`, x32) is refused with the filter's
+/// [`COMPAT_ERRNO`]: accelgate's own filter never sends one, but an OCI profile cannot tell
+/// libseccomp's architectures apart, so one may arrive from a runc or crun container.
 pub fn notification(listener: &Listener, notif: SeccompNotif) -> bool {
-    let ioctl_nr = Arch::native().map(Arch::ioctl_nr);
-    if u32::try_from(notif.data.nr).ok() == ioctl_nr {
-        ioctl(listener, &notif)
-    } else {
-        broker::open(listener, &notif);
-        false
+    let native = Arch::native().filter(|arch| arch.audit() == notif.data.arch);
+    let nr = u32::try_from(notif.data.nr).ok();
+    match native {
+        Some(arch) if nr == Some(arch.ioctl_nr()) => ioctl(listener, &notif),
+        Some(arch) if nr.is_some_and(|nr| arch.opens().contains(&nr)) => {
+            broker::open(listener, &notif);
+            false
+        }
+        _ => {
+            let errno = Errno::from_raw(i32::from(COMPAT_ERRNO));
+            answer(listener.fd(), notif.id, Err(errno));
+            false
+        }
     }
 }
 
