@@ -39,6 +39,11 @@ fn decided(
 }
 
 #[test]
+fn the_families_tables_are_consistent() {
+    accelgate::family::validate(&families()).unwrap();
+}
+
+#[test]
 fn every_request_is_decided_where_the_routing_places_it() {
     let families = families();
     for (mode, simulated) in [

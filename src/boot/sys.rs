@@ -24,12 +24,12 @@ pub fn clone_child(flags: CloneFlags, child: Box<dyn FnMut() -> isize + '_>) -> 
     unsafe { nix::sched::clone(child, &mut stack, flags, Some(Signal::SIGCHLD as i32)) }
 }
 
-/// `fork`, for the sandbox's init to start the workload.
+/// `fork`, for the launcher to start the ioctl gate's supervisor.
 ///
-/// The caller must be single-threaded: the sandbox's init is (it never starts threads).
+/// The caller must be single-threaded: the launcher checks that it is.
 pub fn fork_process() -> nix::Result<ForkResult> {
-    // SAFETY: init is single-threaded, so the child's copy of every lock and allocator state is
-    // consistent; the child goes on to set itself up and exec.
+    // SAFETY: the launcher is single-threaded, so the child's copy of every lock and allocator state is
+    // consistent; the child goes on to serve the gate.
     unsafe { nix::unistd::fork() }
 }
 

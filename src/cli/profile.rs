@@ -75,7 +75,10 @@ pub fn run(args: &ProfileArgs) -> ExitCode {
         }
         None => None,
     };
-    let gate = Gate::new(families(), registry);
+    let gate = match Gate::new(families(), registry) {
+        Ok(gate) => gate,
+        Err(e) => return super::fail("the device families' tables", &e),
+    };
     let options = ProfileOptions {
         socket: &args.socket,
         policy: args.policy,

@@ -114,8 +114,10 @@ fn gate_config(
     } else {
         None
     };
+    let gate = Gate::new(families(), registry)
+        .map_err(|e| super::fail("the device families' tables", &e))?;
     Ok(Some(GateConfig {
-        gate: Gate::new(families(), registry),
+        gate,
         sandbox: SandboxConfig {
             name: plan.container_id.clone(),
             mode: args.policy,

@@ -23,6 +23,9 @@ pub enum DaemonError {
     /// The host's device numbers could not be mapped.
     #[error("the host's device numbers")]
     Registry(#[source] crate::vfs::VfsError),
+    /// The device families' tables contradict each other.
+    #[error("the device families' tables")]
+    Families(#[source] crate::family::FamilyError),
     /// An agent connection was not a container process state with a seccomp fd.
     #[error("agent connection: {0}")]
     Agent(String),

@@ -304,7 +304,7 @@ mod tests {
     use crate::vfs::DeviceRegistry;
 
     fn gate() -> Gate {
-        Gate::new(families(), DeviceRegistry::default())
+        Gate::new(families(), DeviceRegistry::default()).unwrap()
     }
 
     fn options(policy: Mode, simulate: bool) -> ProfileOptions<'static> {

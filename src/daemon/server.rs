@@ -64,7 +64,8 @@ pub fn run(config: DaemonConfig) -> Result<(), DaemonError> {
 
     let host = HostSnapshot::read(&config.root).map_err(|e| DaemonError::Host(Box::new(e)))?;
     let registry = host.discovery.registry().map_err(DaemonError::Registry)?;
-    let supervisor = Supervisor::new(Gate::new(families(), registry.clone()));
+    let gate = Gate::new(families(), registry.clone()).map_err(DaemonError::Families)?;
+    let supervisor = Supervisor::new(gate);
     let agent = bind(&config.socket)?;
     let control_socket = bind(&config.control)?;
     let shared = Arc::new(Shared {

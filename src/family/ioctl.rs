@@ -54,6 +54,11 @@ pub const fn ioc_type(request: u32) -> u8 {
     (request >> 8) as u8
 }
 
+/// `_IOC_SIZE` of a request: the bytes its number says the driver reads or writes.
+pub const fn ioc_size(request: u32) -> usize {
+    ((request >> 16) & 0x3fff) as usize
+}
+
 /// `_IOC_NR` of a request.
 pub const fn ioc_nr(request: u32) -> u8 {
     request as u8

@@ -20,9 +20,9 @@ pub use action::{Action, Check, Ruling, ValueCheck, field_u32, field_u64, unknow
 pub use call::{Call, Caller, CarrierLookup, EventfdCheck, FdResolver, FileKey, SimReply};
 pub use device::DeviceClass;
 pub use ioctl::{
-    IOC_NONE, IOC_READ, IOC_WRITE, IoctlDef, io, ioc, ioc_nr, ioc_type, ior, iow, iowr,
+    IOC_NONE, IOC_READ, IOC_WRITE, IoctlDef, io, ioc, ioc_nr, ioc_size, ioc_type, ior, iow, iowr,
 };
 pub use kind::FdKind;
 pub use memory::{FakeMemory, Memory};
 pub use sim::{DeviceSim, Opened, SimNode};
-pub use table::{Family, Owned, Request, resolve, rows};
+pub use table::{Family, FamilyError, Owned, Request, resolve, rows, validate};

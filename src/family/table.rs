@@ -126,3 +126,263 @@ pub fn rows(kind: FdKind, rows: &[(IoctlDef, Action)]) -> impl Iterator<Item = R
         action: *action,
     })
 }
+
+/// A family table that contradicts itself or another: the gate would then decide one request
+/// two ways (in the filter and in the supervisor), or let the driver run past the gate's copy.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum FamilyError {
+    /// A row for a number its family does not own: the filter would never route it.
+    #[error("{family}: {name} ({request:#x}) is not one of the family's numbers")]
+    NotOwned {
+        /// The family.
+        family: &'static str,
+        /// The request's name.
+        name: &'static str,
+        /// Its number.
+        request: u32,
+    },
+    /// A row, device class or anon inode for a kind the family does not list.
+    #[error("{family}: kind {kind} is not one of the family's kinds")]
+    UnknownKind {
+        /// The family.
+        family: &'static str,
+        /// The kind.
+        kind: FdKind,
+    },
+    /// Two rows for one (kind, request).
+    #[error("{family}: two rows for {name} ({request:#x}) on {kind}")]
+    Duplicate {
+        /// The family.
+        family: &'static str,
+        /// The kind.
+        kind: FdKind,
+        /// The request's name.
+        name: &'static str,
+        /// Its number.
+        request: u32,
+    },
+    /// Two families own one number.
+    #[error("{first} and {second} both own {request:#x}")]
+    Overlap {
+        /// One family.
+        first: &'static str,
+        /// The other.
+        second: &'static str,
+        /// A number both own.
+        request: u32,
+    },
+    /// An emulated request whose copy is smaller than what its number says the driver reads
+    /// and writes: the driver would run past the gate's buffer.
+    #[error(
+        "{family}: {name} ({request:#x}) is emulated on {arg_size} bytes, but its number says {size}"
+    )]
+    ShortCopy {
+        /// The family.
+        family: &'static str,
+        /// The request's name.
+        name: &'static str,
+        /// Its number.
+        request: u32,
+        /// The row's copy size.
+        arg_size: usize,
+        /// `_IOC_SIZE` of the number.
+        size: usize,
+    },
+}
+
+/// A number `first` and `second` both own, if any.
+fn shared_number(first: Owned, second: Owned) -> Option<u32> {
+    match (first, second) {
+        (Owned::Magic(a), Owned::Magic(b)) => (a == b).then(|| u32::from(a) << 8),
+        (Owned::Range(low, high), Owned::Range(other_low, other_high)) => {
+            (low <= other_high && other_low <= high).then(|| low.max(other_low))
+        }
+        (Owned::Magic(magic), Owned::Range(low, high))
+        | (Owned::Range(low, high), Owned::Magic(magic)) => {
+            // The smallest number of the range with that type byte, if the range has one.
+            let with_type = |n: u32| (n & !0xff00) | (u32::from(magic) << 8);
+            [with_type(low), with_type(low).checked_add(0x1_0000)?]
+                .into_iter()
+                .find(|n| (low..=high).contains(n))
+        }
+    }
+}
+
+/// Checks that `families` can be routed and ruled on consistently: every row owned by its
+/// family and of one of its kinds, one row per (kind, request), no number owned twice, and no
+/// emulated copy smaller than its number's `_IOC_SIZE`.
+pub fn validate(families: &[Family]) -> Result<(), FamilyError> {
+    for (index, family) in families.iter().enumerate() {
+        let known = |kind: FdKind| {
+            if family.kinds.contains(&kind) {
+                Ok(())
+            } else {
+                Err(FamilyError::UnknownKind {
+                    family: family.name,
+                    kind,
+                })
+            }
+        };
+        for (_, kind) in family.devices {
+            known(*kind)?;
+        }
+        for (_, kind) in family.anon_inodes {
+            known(*kind)?;
+        }
+        let mut seen = std::collections::HashSet::new();
+        for row in &family.requests {
+            let (name, request) = (row.ioctl.name, row.ioctl.request);
+            known(row.kind)?;
+            if !family.owns(request) {
+                return Err(FamilyError::NotOwned {
+                    family: family.name,
+                    name,
+                    request,
+                });
+            }
+            if !seen.insert((row.kind, request)) {
+                return Err(FamilyError::Duplicate {
+                    family: family.name,
+                    kind: row.kind,
+                    name,
+                    request,
+                });
+            }
+            let size = super::ioctl::ioc_size(request);
+            if matches!(row.action, Action::Emulate { .. }) && row.ioctl.arg_size < size {
+                return Err(FamilyError::ShortCopy {
+                    family: family.name,
+                    name,
+                    request,
+                    arg_size: row.ioctl.arg_size,
+                    size,
+                });
+            }
+        }
+        for other in &families[index + 1..] {
+            for first in family.owned {
+                for second in other.owned {
+                    if let Some(request) = shared_number(*first, *second) {
+                        return Err(FamilyError::Overlap {
+                            first: family.name,
+                            second: other.name,
+                            request,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::family::{Check, iowr};
+
+    const A: FdKind = FdKind::new("a", "a-file");
+    const B: FdKind = FdKind::new("b", "b-file");
+
+    fn pass(_: FdKind, _: &[u8]) -> Result<(), Errno> {
+        Ok(())
+    }
+
+    fn row(kind: FdKind, request: u32, arg_size: usize, action: Action) -> Request {
+        Request {
+            kind,
+            ioctl: IoctlDef {
+                name: "TEST",
+                request,
+                arg_size,
+            },
+            action,
+        }
+    }
+
+    fn family(name: &'static str, owned: &'static [Owned], requests: Vec<Request>) -> Family {
+        Family {
+            name,
+            kinds: &[A],
+            devices: &[],
+            anon_inodes: &[],
+            owned,
+            unknown_errno: Errno::EINVAL,
+            requests,
+        }
+    }
+
+    #[test]
+    fn contradictory_tables_are_refused() {
+        const CHECK: Check = pass;
+        let emulate = Action::Emulate {
+            check: CHECK,
+            eventfd_fields: &[],
+        };
+        let number = iowr(0xdc, 1, 32);
+        let fine = family(
+            "a",
+            &[Owned::Magic(0xdc)],
+            vec![row(A, number, 32, emulate)],
+        );
+        assert_eq!(validate(std::slice::from_ref(&fine)), Ok(()));
+        let cases = [
+            (
+                vec![family("a", &[Owned::Magic(0x3b)], fine.requests.clone())],
+                "is not one of the family's numbers",
+            ),
+            (
+                vec![family(
+                    "a",
+                    &[Owned::Magic(0xdc)],
+                    vec![row(B, number, 32, emulate)],
+                )],
+                "is not one of the family's kinds",
+            ),
+            (
+                vec![family(
+                    "a",
+                    &[Owned::Magic(0xdc)],
+                    vec![
+                        row(A, number, 32, Action::Continue),
+                        row(A, number, 32, emulate),
+                    ],
+                )],
+                "two rows",
+            ),
+            (
+                vec![family(
+                    "a",
+                    &[Owned::Magic(0xdc)],
+                    vec![row(A, number, 16, emulate)],
+                )],
+                "is emulated on 16 bytes, but its number says 32",
+            ),
+            (
+                vec![
+                    fine.clone(),
+                    family("b", &[Owned::Range(0xdc00, 0xdcff)], vec![]),
+                ],
+                "both own 0xdc00",
+            ),
+            (
+                vec![
+                    fine.clone(),
+                    family("b", &[Owned::Range(0x1_0000, 0x2_dc05)], vec![]),
+                ],
+                "both own 0x1dc00",
+            ),
+        ];
+        for (families, message) in cases {
+            let error = validate(&families).unwrap_err().to_string();
+            assert!(error.contains(message), "{error}");
+        }
+        assert_eq!(
+            validate(&[
+                fine,
+                family("b", &[Owned::Range(0x1_0000, 0x1_00ff)], vec![])
+            ]),
+            Ok(())
+        );
+    }
+}

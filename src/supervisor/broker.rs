@@ -12,6 +12,7 @@ use nix::sys::stat::fstat;
 use nix::unistd::Pid;
 
 use super::abi::SeccompNotif;
+use super::credentials::as_supervisor;
 use super::filter::OPENAT2;
 use super::gate::Sandbox;
 use super::identity::{caller_of, thread_pidfd};
@@ -55,6 +56,12 @@ pub fn open(listener: &Listener, notif: &SeccompNotif) {
     if !path.starts_with('/') {
         return continue_call(listener.fd(), id);
     }
+    // The lookups below are the gate's own business: they must see every node and every fd,
+    // whoever the last caller this thread acted for was.
+    if let Err(e) = as_supervisor() {
+        tracing::error!(%e, "a serving thread cannot take the supervisor's ids back");
+        return answer(listener.fd(), id, Err(Errno::EPERM));
+    }
     let Some(index) = sim_node(sandbox, tid, &path) else {
         return continue_call(listener.fd(), id);
     };
@@ -77,13 +84,14 @@ pub fn open(listener: &Listener, notif: &SeccompNotif) {
     }
 }
 
-/// Whether process `tgid` holds a file with one of `keys` open.
+/// Whether process `tgid` holds a file with one of `keys` open; true when its fds cannot be
+/// listed (an exclusive node is then refused with EBUSY rather than opened twice).
 fn holds_any(tgid: i32, keys: &[FileKey]) -> bool {
     if keys.is_empty() {
         return false;
     }
     let Ok(entries) = std::fs::read_dir(format!("/proc/{tgid}/fd")) else {
-        return false;
+        return true;
     };
     entries.flatten().any(|entry| {
         nix::sys::stat::stat(&entry.path()).is_ok_and(|st| keys.contains(&(st.st_dev, st.st_ino)))

@@ -38,8 +38,23 @@ pub fn drop_privileges() -> bool {
 }
 
 thread_local! {
-    /// The (euid, egid) this serving thread runs with now.
+    /// The (euid, egid) this serving thread runs with now, when it acts for a caller.
     static IDS: std::cell::Cell<Option<(u32, u32)>> = const { std::cell::Cell::new(None) };
+}
+
+/// Gives this thread the supervisor's own ids and capabilities back (root, everything but
+/// [`DROPPED`] in effect), for work the gate does for itself rather than on a caller's
+/// behalf: reading any process's `/proc` entries (a caller that made itself non-dumpable
+/// included) and resolving paths inside a sandbox's root.
+pub fn as_supervisor() -> std::io::Result<()> {
+    if IDS.get().is_none() {
+        return Ok(());
+    }
+    sys::set_thread_effective_ids(0, 0)?;
+    let permitted = caps::read(None, caps::CapSet::Permitted).map_err(std::io::Error::other)?;
+    caps::set(None, caps::CapSet::Effective, &permitted).map_err(std::io::Error::other)?;
+    IDS.set(None);
+    Ok(())
 }
 
 /// Gives this thread `caller`'s effective ids, unless it has them already.

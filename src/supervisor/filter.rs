@@ -175,25 +175,67 @@ impl Program {
         self.push(Insn::Mark(label));
     }
 
-    fn assemble(self) -> Vec<SockFilter> {
+    /// Instructions each entry takes: a conditional jump to a target beyond its 8-bit reach
+    /// becomes three (the condition, then a long jump to each target).
+    fn positions(&self, far: &[bool]) -> (BTreeMap<Label, usize>, usize) {
         let mut positions = BTreeMap::new();
         let mut index = 0usize;
-        for insn in &self.insns {
+        for (insn, far) in self.insns.iter().zip(far) {
             match insn {
                 Insn::Mark(label) => {
                     positions.insert(*label, index);
                 }
                 Insn::Block(block) => index += block.len(),
+                Insn::Jump { .. } if *far => index += 3,
                 _ => index += 1,
             }
         }
-        let mut out = Vec::with_capacity(index);
-        for insn in self.insns {
+        (positions, index)
+    }
+
+    fn assemble(self) -> Vec<SockFilter> {
+        // Jumps only grow, so marking the ones out of reach until none is left ends.
+        let mut far = vec![false; self.insns.len()];
+        let (positions, length) = loop {
+            let (positions, length) = self.positions(&far);
+            let mut here = 0usize;
+            let mut out_of_reach = Vec::new();
+            for (i, insn) in self.insns.iter().enumerate() {
+                match insn {
+                    Insn::Mark(_) => {}
+                    Insn::Block(block) => here += block.len(),
+                    Insn::Jump { yes, no, .. } => {
+                        let reach = |label: &Label| positions[label] - (here + 1) <= 255;
+                        let near = reach(yes) && reach(no);
+                        if !far[i] && !near {
+                            out_of_reach.push(i);
+                        }
+                        here += if far[i] { 3 } else { 1 };
+                    }
+                    _ => here += 1,
+                }
+            }
+            if out_of_reach.is_empty() {
+                break (positions, length);
+            }
+            for i in out_of_reach {
+                far[i] = true;
+            }
+        };
+        let mut out = Vec::with_capacity(length);
+        let long_jump = |from: usize, label: Label| SockFilter {
+            code: op::JA,
+            jt: 0,
+            jf: 0,
+            k: u32::try_from(positions[&label] - from - 1)
+                .expect("a program under 4096 instructions"),
+        };
+        for (insn, far) in self.insns.into_iter().zip(far) {
             let here = out.len();
             let offset = |label: Label| {
                 let target = positions[&label];
                 let distance = target.checked_sub(here + 1).expect("jumps only go forward");
-                u8::try_from(distance).expect("jumps span at most 255 instructions")
+                u8::try_from(distance).expect("a near jump")
             };
             match insn {
                 Insn::Load(k) => out.push(SockFilter {
@@ -208,22 +250,23 @@ impl Program {
                     jf: 0,
                     k,
                 }),
+                Insn::Jump { op, k, yes, no } if far => {
+                    out.push(SockFilter {
+                        code: op,
+                        jt: 0,
+                        jf: 1,
+                        k,
+                    });
+                    out.push(long_jump(here + 1, yes));
+                    out.push(long_jump(here + 2, no));
+                }
                 Insn::Jump { op, k, yes, no } => out.push(SockFilter {
                     code: op,
                     jt: offset(yes),
                     jf: offset(no),
                     k,
                 }),
-                Insn::Goto(label) => {
-                    let target = positions[&label];
-                    let k = u32::try_from(target - here - 1).expect("short program");
-                    out.push(SockFilter {
-                        code: op::JA,
-                        jt: 0,
-                        jf: 0,
-                        k,
-                    });
-                }
+                Insn::Goto(label) => out.push(long_jump(here, label)),
                 Insn::Ret(k) => out.push(SockFilter {
                     code: op::RET_K,
                     jt: 0,
@@ -773,6 +816,64 @@ mod tests {
         ] {
             let data = call(0, 0, u64::from(request));
             assert_eq!(ret(interpret(&program, &data)), expected, "{request}");
+        }
+    }
+
+    #[test]
+    fn a_family_of_a_thousand_requests_builds_and_decides() {
+        let deny = Action::Deny(Errno::EPERM);
+        let emulate = Action::Emulate {
+            check: pass,
+            eventfd_fields: &[],
+        };
+        let mut big = families();
+        big[0].requests = (0..1000u32)
+            .map(|i| {
+                let request = 0xc000_dc00 | ((i % 0x40) << 16) | (i / 0x40);
+                let action = match i % 3 {
+                    0 => Action::Continue,
+                    1 => deny,
+                    _ => emulate,
+                };
+                row(DEV, request, action)
+            })
+            .collect();
+        let spec = FilterSpec {
+            routes: route(
+                &big,
+                RouteOptions {
+                    mode: Mode::Enforce,
+                    simulated: false,
+                },
+            ),
+            route_opens: true,
+        };
+        for arch in [Arch::X86_64, Arch::Aarch64] {
+            let program = build(arch, &spec);
+            assert!(program.len() > 256, "{} instructions", program.len());
+            let options = RouteOptions {
+                mode: Mode::Enforce,
+                simulated: false,
+            };
+            for row in &big[0].requests {
+                let request = row.ioctl.request;
+                let wanted = match crate::supervisor::routing::placement(&big[0], request, options)
+                {
+                    Placement::Allow => Ret::Allow,
+                    Placement::Refuse(errno) => Ret::Errno(errno as i32),
+                    Placement::Supervisor => Ret::Notify,
+                };
+                let data = call(arch.audit(), arch.ioctl_nr(), u64::from(request));
+                assert_eq!(
+                    ret(interpret(&program, &data)),
+                    wanted,
+                    "{arch:?} {request:#x}"
+                );
+            }
+            let compat = arch.compat_abi();
+            let data = call(compat.audit, compat.ioctl[0], 0xc000_dc00);
+            assert_eq!(ret(interpret(&program, &data)), EPERM, "{arch:?} compat");
+            assert!(always_allows(&program, arch.audit(), 39));
         }
     }
 

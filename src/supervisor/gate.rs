@@ -16,7 +16,9 @@ use super::receive::{self, Listener, Monitor};
 use super::routing::{RouteOptions, route};
 use super::simulator::Simulator;
 use super::stats::{Counters, Stats, Verdict};
-use crate::family::{Family, FdKind, FileKey, Request, Ruling, resolve, unknown};
+use crate::family::{
+    Family, FamilyError, FdKind, FileKey, Request, Ruling, resolve, unknown, validate,
+};
 use crate::vfs::DeviceRegistry;
 
 /// What the gate knows of the devices: the families, and the registry that says which device
@@ -30,18 +32,20 @@ pub struct Gate {
 }
 
 impl Gate {
-    /// A gate over `families`, classifying files by `registry`.
-    pub fn new(families: Vec<Family>, registry: DeviceRegistry) -> Self {
+    /// A gate over `families`, classifying files by `registry`; refused when the tables
+    /// contradict each other ([`validate`]).
+    pub fn new(families: Vec<Family>, registry: DeviceRegistry) -> Result<Self, FamilyError> {
+        validate(&families)?;
         let rows = families
             .iter()
             .flat_map(|f| f.requests.iter())
             .map(|row| ((row.kind, row.ioctl.request), *row))
             .collect();
-        Self {
+        Ok(Self {
             families,
             registry,
             rows,
-        }
+        })
     }
 
     /// The ruling on `request` with register argument `arg`, on a file of `kind` of family
@@ -131,7 +135,7 @@ impl Sandbox {
 pub struct Threads {
     /// Serving threads started with the listener.
     pub initial: usize,
-    /// The most it may grow to, when every thread is stuck in a slow backend call.
+    /// The most it may grow to, when every thread is held up by a slow call.
     pub max: usize,
     /// Ask for `SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP` (Linux 6.6): the kernel wakes the serving
     /// thread on the workload's CPU, which saves a cross-CPU wakeup per call.

@@ -13,7 +13,7 @@ use super::classify::{Class, Classifier};
 use super::decide::{Plan, decide};
 use super::filter::{Arch, COMPAT_ERRNO};
 use super::host;
-use super::identity::caller_of;
+use super::identity::{caller_of, caller_via};
 use super::memory::NotifMemory;
 use super::receive::Listener;
 use super::reply::{answer, continue_call, install};
@@ -21,25 +21,22 @@ use super::simulated;
 use super::stats::Verdict;
 use crate::family::{Caller, FdKind, FileKey, Ruling, field_u64};
 
-/// Serves one notification: an ioctl, or (with simulated devices) an open. True when it ran a
-/// backend call.
+/// Serves one notification: an ioctl, or (with simulated devices) an open.
 ///
 /// A call from another ABI (i386 through `int 0x80`, x32) is refused with the filter's
 /// [`COMPAT_ERRNO`]: accelgate's own filter never sends one, but an OCI profile cannot tell
 /// libseccomp's architectures apart, so one may arrive from a runc or crun container.
-pub fn notification(listener: &Listener, notif: SeccompNotif) -> bool {
+pub fn notification(listener: &Listener, notif: SeccompNotif) {
     let native = Arch::native().filter(|arch| arch.audit() == notif.data.arch);
     let nr = u32::try_from(notif.data.nr).ok();
     match native {
         Some(arch) if nr == Some(arch.ioctl_nr()) => ioctl(listener, &notif),
         Some(arch) if nr.is_some_and(|nr| arch.opens().contains(&nr)) => {
             broker::open(listener, &notif);
-            false
         }
         _ => {
             let errno = Errno::from_raw(i32::from(COMPAT_ERRNO));
             answer(listener.fd(), notif.id, Err(errno));
-            false
         }
     }
 }
@@ -125,7 +122,7 @@ fn classify(
     }
 }
 
-fn ioctl(listener: &Listener, notif: &SeccompNotif) -> bool {
+fn ioctl(listener: &Listener, notif: &SeccompNotif) {
     let (id, tid) = (notif.id, notif.pid as i32);
     let fd = notif.data.args[0] as i32;
     // The kernel takes the request as `unsigned int`: only the low 32 bits count.
@@ -133,16 +130,20 @@ fn ioctl(listener: &Listener, notif: &SeccompNotif) -> bool {
     let arg = notif.data.args[2];
     let sandbox = &listener.sandbox;
     let gate = &listener.gate;
-    // A carrier this sandbox used before, recognised without a dup.
-    let known = sandbox
-        .simulator
-        .as_ref()
-        .and_then(|_| Some((sandbox.pidfds.cached(tid)?, sandbox.carriers.find(tid, fd)?)));
-    let (pidfd, family, kind, target) = match known {
-        Some((pidfd, (family, kind, key))) => (pidfd, family, kind, Target::Sim(key)),
+    // A carrier this sandbox used before, recognised without a dup, through a cached pidfd
+    // that still answers for this thread (not one of a thread whose id was reused).
+    let known = sandbox.simulator.as_ref().and_then(|_| {
+        let pidfd = sandbox.pidfds.cached(tid)?;
+        let caller = caller_via(&pidfd, tid)?;
+        Some((pidfd, sandbox.carriers.find(tid, fd)?, caller))
+    });
+    let (pidfd, family, kind, target, known_caller) = match known {
+        Some((pidfd, (family, kind, key), caller)) => {
+            (pidfd, family, kind, Target::Sim(key), Some(caller))
+        }
         None => match classify(listener, id, tid, fd, request) {
-            Some(found) => found,
-            None => return false,
+            Some((pidfd, family, kind, target)) => (pidfd, family, kind, target, None),
+            None => return,
         },
     };
     let ruling = gate.rule(family, kind, request, arg);
@@ -176,7 +177,7 @@ fn ioctl(listener: &Listener, notif: &SeccompNotif) -> bool {
             tracing::info!(sandbox = %sandbox.name, device = %kind, ioctl = ruling.ioctl.name, request = format_args!("{request:#x}"), errno = %errno, "denied");
             {
                 answer(listener.fd(), id, Err(errno));
-                return false;
+                return;
             }
         }
         Plan::Continue => None,
@@ -184,11 +185,11 @@ fn ioctl(listener: &Listener, notif: &SeccompNotif) -> bool {
     };
     if let (Target::Host(_), None) = (&target, &copy) {
         continue_call(listener.fd(), id);
-        return false;
+        return;
     }
-    let Some(caller) = caller_of(tid, Some(&pidfd)) else {
+    let Some(caller) = known_caller.or_else(|| caller_of(tid, Some(&pidfd))) else {
         answer(listener.fd(), id, Err(Errno::ESRCH));
-        return false;
+        return;
     };
     let pending = Pending {
         ruling: &ruling,
@@ -198,7 +199,6 @@ fn ioctl(listener: &Listener, notif: &SeccompNotif) -> bool {
         id,
         arg,
     };
-    let _in_backend = listener.enter_backend();
     let result = match (target, copy) {
         (Target::Host(file), Some(copy)) => {
             let files = eventfds
@@ -213,7 +213,7 @@ fn ioctl(listener: &Listener, notif: &SeccompNotif) -> bool {
         }
         (Target::Host(_), None) => {
             continue_call(listener.fd(), id);
-            return false;
+            return;
         }
     };
     match result {
@@ -221,5 +221,4 @@ fn ioctl(listener: &Listener, notif: &SeccompNotif) -> bool {
         Ok(Outcome::Install(file)) => install(listener.fd(), id, &file, true),
         Err(e) => answer(listener.fd(), id, Err(e)),
     }
-    true
 }

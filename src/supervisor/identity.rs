@@ -16,14 +16,8 @@ use crate::family::{Caller, FdKind, FileKey};
 /// The thread group and effective ids of thread `tid`: from its pidfd (`PIDFD_GET_INFO`,
 /// Linux 6.13), else from `/proc/<tid>/status`.
 pub fn caller_of(tid: i32, pidfd: Option<&OwnedFd>) -> Option<Caller> {
-    if let Some(info) = pidfd.and_then(|p| sys::pidfd_info(p.as_fd()).ok()) {
-        if i32::try_from(info.pid).ok() == Some(tid) {
-            return Some(Caller {
-                tgid: i32::try_from(info.tgid).ok()?,
-                euid: info.euid,
-                egid: info.egid,
-            });
-        }
+    if let Some(caller) = pidfd.and_then(|p| caller_via(p, tid)) {
+        return Some(caller);
     }
     let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
     let field = |name: &str, index: usize| -> Option<u32> {
@@ -39,6 +33,18 @@ pub fn caller_of(tid: i32, pidfd: Option<&OwnedFd>) -> Option<Caller> {
         tgid: i32::try_from(field("Tgid:", 0)?).ok()?,
         euid: field("Uid:", 1)?,
         egid: field("Gid:", 1)?,
+    })
+}
+
+/// The thread group and effective ids of thread `tid` from `pidfd`, if that pidfd is still
+/// the thread's (`PIDFD_GET_INFO`, Linux 6.13).
+pub fn caller_via(pidfd: &OwnedFd, tid: i32) -> Option<Caller> {
+    let info = sys::pidfd_info(pidfd.as_fd()).ok()?;
+    (i32::try_from(info.pid).ok() == Some(tid)).then_some(())?;
+    Some(Caller {
+        tgid: i32::try_from(info.tgid).ok()?,
+        euid: info.euid,
+        egid: info.egid,
     })
 }
 
@@ -185,9 +191,10 @@ impl CarrierCache {
 
 /// Eventfds a sandbox's calls named, held once checked, by the number the caller used: an
 /// emulated call that names one again is checked with one `kcmp` (the same open file as the
-/// one held) instead of a dup, a readlink and a close. Holding an eventfd past the caller's
-/// close costs a little memory and changes nothing the caller can see (an eventfd has no
-/// other end); the cache is bounded.
+/// one held) instead of a dup, a readlink and a close. The cost of holding: an eventfd the
+/// caller closes stays open here until its number names another file in a later call, the
+/// cache fills (64) or the sandbox ends, so its waiters see its hang-up only then. The
+/// eventfds here are the ones gasket interrupts signal, which their runtime closes itself.
 pub struct EventfdCache {
     held: Mutex<HashMap<i32, Arc<OwnedFd>>>,
     /// The supervisor's process id, for kcmp (it does not fork once it serves).

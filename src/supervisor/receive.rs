@@ -7,10 +7,12 @@
 //! readiness (and hang-up) before each RECV instead.
 //!
 //! A listener has one thread (threads blocked together in RECV would all wake for every
-//! notification, which costs more than the call). A slow driver call must not hold up the
-//! sandbox's other calls, so the supervisor's [`Monitor`] adds a thread, up to a bound, to a
-//! listener whose threads have all been inside backend calls for longer than
-//! [`SLOW_BACKEND_CALL`]; a thread that finds another one receiving after its call leaves.
+//! notification, which costs more than the call). A slow call (a driver that takes its time,
+//! or a workload that makes the supervisor wait: a FUSE file to stat, a faulting page to read)
+//! must not hold up the sandbox's other calls, so the supervisor's [`Monitor`] adds a thread,
+//! up to a bound, to a listener that has a notification waiting while no thread has been
+//! receiving for longer than [`SLOW_CALL`]; a thread that finds another one receiving when it
+//! is done leaves.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -38,9 +40,10 @@ pub struct Listener {
     max_threads: usize,
     initial_threads: usize,
     running: Arc<AtomicUsize>,
-    busy: AtomicUsize,
-    /// When the last backend call began, in nanoseconds since `epoch`.
-    last_backend_call: AtomicU64,
+    /// Threads inside [`Listener::next`].
+    receiving: AtomicUsize,
+    /// When a thread last took a notification, in nanoseconds since `epoch`.
+    last_taken: AtomicU64,
     epoch: Instant,
     done: Mutex<mpsc::Sender<()>>,
     done_receiver: Mutex<Option<mpsc::Receiver<()>>>,
@@ -79,8 +82,8 @@ impl Listener {
             max_threads,
             initial_threads,
             running: Arc::new(AtomicUsize::new(0)),
-            busy: AtomicUsize::new(0),
-            last_backend_call: AtomicU64::new(0),
+            receiving: AtomicUsize::new(0),
+            last_taken: AtomicU64::new(0),
             epoch: Instant::now(),
             done: Mutex::new(done),
             done_receiver: Mutex::new(Some(done_receiver)),
@@ -94,6 +97,17 @@ impl Listener {
 
     /// The next notification; None once no process is left behind the listener.
     fn next(&self) -> Option<SeccompNotif> {
+        self.receiving.fetch_add(1, Ordering::AcqRel);
+        let notif = self.receive();
+        if notif.is_some() {
+            let now = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            self.last_taken.store(now, Ordering::Release);
+        }
+        self.receiving.fetch_sub(1, Ordering::AcqRel);
+        notif
+    }
+
+    fn receive(&self) -> Option<SeccompNotif> {
         loop {
             if !self.blocking {
                 let mut fds = [PollFd::new(self.fd.as_fd(), PollFlags::POLLIN)];
@@ -185,61 +199,54 @@ fn spawn(listener: &Arc<Listener>, ready: Option<mpsc::Sender<bool>>) -> std::io
 }
 
 /// Serves notifications until the listener has no process left (false), or until this thread
-/// is surplus after a backend call (true: it has counted itself out).
+/// is surplus (true: it has counted itself out).
 fn serve(listener: &Arc<Listener>) -> bool {
     while let Some(notif) = listener.next() {
-        if handle::notification(listener, notif) && listener.leave_if_surplus() {
+        handle::notification(listener, notif);
+        if listener.leave_if_surplus() {
             return true;
         }
     }
     false
 }
 
-/// A serving thread inside a backend call; dropping it ends the call.
-pub struct InBackend<'a>(&'a Listener);
-
-impl Drop for InBackend<'_> {
-    fn drop(&mut self) {
-        self.0.busy.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
 impl Listener {
-    /// Marks this thread as inside a backend call, which may be slow.
-    pub fn enter_backend(&self) -> InBackend<'_> {
-        let now = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        self.last_backend_call.store(now, Ordering::Release);
-        self.busy.fetch_add(1, Ordering::AcqRel);
-        InBackend(self)
-    }
-
-    /// Counts this thread out when another one is left receiving and the listener has more
-    /// than it started with.
+    /// Counts this thread out when another one is receiving and the listener has more than it
+    /// started with. (Should that one take a notification at once and get stuck with it, the
+    /// monitor adds a thread again.)
     fn leave_if_surplus(&self) -> bool {
         self.running
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |running| {
-                let idle = running.saturating_sub(self.busy.load(Ordering::Acquire));
-                (running > self.initial_threads && idle >= 2).then(|| running - 1)
+                (running > self.initial_threads && self.receiving.load(Ordering::Acquire) > 0)
+                    .then(|| running - 1)
             })
             .is_ok()
     }
 
-    /// Whether every thread has been inside a backend call for longer than `slow`.
+    /// Whether a notification has waited while no thread was receiving for longer than `slow`.
     fn stuck(&self, slow: Duration) -> bool {
         let running = self.running.load(Ordering::Acquire);
-        let since = Duration::from_nanos(self.last_backend_call.load(Ordering::Acquire));
-        running > 0
-            && running < self.max_threads
-            && self.busy.load(Ordering::Acquire) >= running
-            && self.epoch.elapsed().saturating_sub(since) > slow
+        if running == 0 || running >= self.max_threads || self.receiving.load(Ordering::Acquire) > 0
+        {
+            return false;
+        }
+        let since = Duration::from_nanos(self.last_taken.load(Ordering::Acquire));
+        if self.epoch.elapsed().saturating_sub(since) <= slow {
+            return false;
+        }
+        let mut fds = [PollFd::new(self.fd.as_fd(), PollFlags::POLLIN)];
+        matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
+            && fds[0]
+                .revents()
+                .is_some_and(|e| e.contains(PollFlags::POLLIN))
     }
 }
 
-/// How long every thread of a listener may be inside backend calls before it gets another.
-pub const SLOW_BACKEND_CALL: Duration = Duration::from_millis(2);
+/// How long a notification may wait with no thread receiving before the listener gets another.
+pub const SLOW_CALL: Duration = Duration::from_millis(2);
 
-/// Watches a supervisor's listeners and adds a thread to one whose threads are all stuck in
-/// slow backend calls. It runs while there are listeners and stops when the last one ends.
+/// Watches a supervisor's listeners and adds a thread to one whose threads are all held up by
+/// slow calls. It runs while there are listeners and stops when the last one ends.
 #[derive(Default)]
 pub struct Monitor {
     listeners: Mutex<Vec<Weak<Listener>>>,
@@ -267,7 +274,7 @@ impl Monitor {
 
     fn run(&self) {
         loop {
-            std::thread::sleep(SLOW_BACKEND_CALL);
+            std::thread::sleep(SLOW_CALL);
             let Ok(mut listeners) = self.listeners.lock() else {
                 return;
             };
@@ -277,7 +284,7 @@ impl Monitor {
                 return;
             }
             for listener in listeners.iter().filter_map(Weak::upgrade) {
-                if listener.stuck(SLOW_BACKEND_CALL) {
+                if listener.stuck(SLOW_CALL) {
                     if let Err(e) = spawn(&listener, None) {
                         tracing::warn!(%e, "cannot start another serving thread");
                     }

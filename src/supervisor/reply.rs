@@ -25,8 +25,29 @@ pub fn answer(listener: BorrowedFd<'_>, id: u64, result: Result<i64, Errno>) {
             flags: 0,
         },
     };
-    // ENOENT: the target was interrupted or died; nothing to answer.
-    let _ = sys::send(listener, response);
+    send(listener, response);
+}
+
+/// Sends `response`. ENOENT means the caller was interrupted or died: nothing to answer. Any
+/// other failure would leave the caller waiting for good, so it is logged and the call
+/// answered EIO instead.
+fn send(listener: BorrowedFd<'_>, response: SeccompNotifResp) {
+    let Err(e) = sys::send(listener, response) else {
+        return;
+    };
+    if e.raw_os_error() == Some(libc::ENOENT) {
+        return;
+    }
+    tracing::error!(%e, id = response.id, "cannot answer a seccomp notification; answering EIO");
+    let fallback = SeccompNotifResp {
+        id: response.id,
+        val: 0,
+        error: -libc::EIO,
+        flags: 0,
+    };
+    if let Err(e) = sys::send(listener, fallback) {
+        tracing::error!(%e, id = response.id, "cannot answer a seccomp notification at all");
+    }
 }
 
 /// Lets notification `id`'s call run in the kernel.
@@ -37,7 +58,7 @@ pub fn continue_call(listener: BorrowedFd<'_>, id: u64) {
         error: 0,
         flags: SECCOMP_USER_NOTIF_FLAG_CONTINUE,
     };
-    let _ = sys::send(listener, response);
+    send(listener, response);
 }
 
 /// Installs `file` in the caller and answers the call with its number, atomically.

@@ -122,7 +122,7 @@ fn load_round(null: &std::fs::File, zero: &std::fs::File) -> Result<[u64; 3], St
 }
 
 fn role_load() -> Value {
-    let gate = Gate::new(families(), posing_registry());
+    let gate = Gate::new(families(), posing_registry()).expect("consistent tables");
     let program = build(
         Arch::native().unwrap(),
         &gate.filter_spec(Mode::Enforce, false),
@@ -276,7 +276,7 @@ fn call_until_closed(zero: &std::fs::File) -> Vec<(i32, u128)> {
 
 fn role_supervisor_killed() -> Value {
     const THREADS: usize = 4;
-    let gate = Gate::new(families(), posing_registry());
+    let gate = Gate::new(families(), posing_registry()).expect("consistent tables");
     let program = build(
         Arch::native().unwrap(),
         &gate.filter_spec(Mode::Enforce, false),
@@ -393,7 +393,7 @@ fn role_workload_killed() -> Value {
         .position(|n| n.path.to_string_lossy().starts_with("/dev/accel"))
         .unwrap();
     let (_, carrier) = simulator.open(accel, libc::O_RDWR, me, &|_| false).unwrap();
-    let gate = Gate::new(families(), host.registry().unwrap());
+    let gate = Gate::new(families(), host.registry().unwrap()).expect("consistent tables");
     let program = build(
         Arch::native().unwrap(),
         &gate.filter_spec(Mode::Enforce, true),
@@ -477,7 +477,7 @@ fn role_workload_killed() -> Value {
 }
 
 fn role_in_kernel() -> Value {
-    let gate = Gate::new(families(), posing_registry());
+    let gate = Gate::new(families(), posing_registry()).expect("consistent tables");
     let program = build(
         Arch::native().unwrap(),
         &gate.filter_spec(Mode::Enforce, false),
