@@ -12,10 +12,12 @@ mod config;
 mod devices;
 mod error;
 mod executable;
+mod fields;
 mod gate;
 mod gpu;
 mod hints;
 mod launch;
+mod lifecycle;
 mod mounts;
 mod options;
 mod paths;
@@ -32,9 +34,13 @@ pub use config::{
 };
 pub use error::BootError;
 pub use gate::GateReport;
-pub use gpu::{DRIVER_CAPABILITIES, VISIBLE_DEVICES, parse_capabilities, parse_visible_devices};
+pub use gpu::{
+    DRIVER_CAPABILITIES, VISIBLE_DEVICES, nvidia_toolkit_hook, parse_capabilities,
+    parse_visible_devices,
+};
 pub use hints::MOUNT_HINT_PREFIX;
 pub use launch::{EXIT_SETUP_FAILED, FORWARDED_SIGNALS, LaunchOptions, Launched, Outcome, launch};
+pub use lifecycle::Lifecycle;
 pub use paths::clean_absolute;
 pub use process::rlimit_resource;
 

@@ -140,8 +140,13 @@ pub fn exec_workload(
     }
     if let Some(ambient) = caps.ambient() {
         for cap in to_caps(ambient).map_err(|e| failure(125, e))? {
-            caps::raise(None, caps::CapSet::Ambient, cap)
-                .map_err(|e| setup(&format!("raise ambient {cap}"), &e))?;
+            // The kernel raises an ambient capability only if it is permitted and inheritable;
+            // runc's own default spec asks for ones that are not, and runc and crun skip them.
+            if caps::raise(None, caps::CapSet::Ambient, cap).is_err() {
+                eprintln!(
+                    "warning: process.capabilities.ambient: {cap} skipped; it is not both permitted and inheritable"
+                );
+            }
         }
     }
     if process.no_new_privileges().unwrap_or(false) {

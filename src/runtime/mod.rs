@@ -1,0 +1,15 @@
+//! The OCI lifecycle around a sandbox: the device cgroup, the spec's hooks and the state they
+//! are given. `boot` compiles the plan and launches it; this module acts at the points of the
+//! launch that the runtime spec names (`boot::Lifecycle`).
+
+mod devices;
+mod error;
+mod hooks;
+mod run;
+mod state;
+
+pub use devices::{DEVICE_CGROUP_ROOT, DeviceCgroup};
+pub use error::RuntimeError;
+pub use hooks::{HookPhase, Hooks};
+pub use run::{RunOptions, run};
+pub use state::{State, Status};
