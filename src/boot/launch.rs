@@ -63,6 +63,10 @@ pub struct LaunchOptions {
     /// The host's `/dev`, for binding device nodes where `mknod` is not allowed; `None` on a
     /// fixture host.
     pub host_dev: Option<PathBuf>,
+    /// `create`: the FIFO the sandbox waits on once it is built, until `start` opens it for
+    /// reading; `launch` then returns as soon as the sandbox is created, without waiting, and
+    /// the sandbox outlives the launcher. `None`: run to the end.
+    pub barrier: Option<PathBuf>,
 }
 
 /// What became of the workload.
@@ -77,6 +81,8 @@ pub enum Outcome {
         /// What failed, naming the step and path.
         message: String,
     },
+    /// `create`: the sandbox is built and waits on its barrier; this is its pid.
+    Created(Pid),
 }
 
 /// What `launch` reports.
@@ -308,6 +314,23 @@ pub fn launch(
     lifecycle: &mut dyn Lifecycle,
 ) -> Result<Launched, BootError> {
     ensure_single_threaded()?;
+    if options.barrier.is_some() && gate.is_some() {
+        return Err(BootError::Launch(
+            "the ioctl gate's supervisor lives only as long as `accelgate run`; use run for sandboxes with TPUs".into(),
+        ));
+    }
+    // Held by path now: after pivot_root the sandbox reaches it only as /proc/self/fd/N.
+    let barrier = match &options.barrier {
+        Some(path) => Some(
+            nix::fcntl::open(
+                path,
+                nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .map_err(|e| BootError::Launch(format!("open {}: {e}", path.display())))?,
+        ),
+        None => None,
+    };
     let namespaces = Namespaces::of(spec);
     let flags = namespaces.flags;
     let process = required_process(spec)?.clone();
@@ -374,6 +397,7 @@ pub fn launch(
             process: &process,
             kernel: &kernel,
             options: &apply_options,
+            barrier: barrier.as_ref().map(std::os::fd::AsRawFd::as_raw_fd),
             lifecycle: &*lifecycle,
         };
         // The launcher's copies of what the closure holds close when it is dropped here.
@@ -395,7 +419,10 @@ pub fn launch(
             return Err(BootError::Launch(format!("clone into new namespaces: {e}")));
         }
     };
-    let result = supervise(child, spec, go_write, err_read, &watched, lifecycle);
+    let detached = options.barrier.is_some();
+    let result = supervise(
+        child, spec, go_write, err_read, &watched, lifecycle, detached,
+    );
     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old_mask), None);
     match result {
         Ok(outcome) => Ok(Launched {
@@ -417,6 +444,7 @@ fn supervise(
     errors: OwnedFd,
     watched: &SigSet,
     lifecycle: &mut dyn Lifecycle,
+    detached: bool,
 ) -> Result<Outcome, BootError> {
     let abort = |message: String| {
         let _ = kill(child, Signal::SIGKILL);
@@ -445,6 +473,10 @@ fn supervise(
     let _ = std::fs::File::from(errors).read_to_string(&mut report);
     let signals = SignalFd::new(watched).map_err(|e| abort(format!("signalfd: {e}")))?;
     let mut failure = parse_failure(&report);
+    if detached && failure.is_none() {
+        // Built and waiting on its barrier; `start` takes it from here.
+        return Ok(Outcome::Created(child));
+    }
     if failure.is_none() {
         lifecycle.started(child);
     }
@@ -505,6 +537,7 @@ struct Sandbox<'a> {
     process: &'a oci_spec::runtime::Process,
     kernel: &'a Kernel,
     options: &'a ApplyOptions,
+    barrier: Option<std::os::fd::RawFd>,
     lifecycle: &'a dyn Lifecycle,
 }
 
@@ -512,27 +545,56 @@ impl Sandbox<'_> {
     /// The sandbox's process: waits for "go", builds the filesystem and becomes the workload.
     /// Returns only when something failed, as the exit status (also reported on `errors`).
     fn run(&self, go: OwnedFd, errors: OwnedFd, gate: Option<WorkloadGate>) -> isize {
-        let mut errors = std::fs::File::from(errors);
+        let mut errors = Some(std::fs::File::from(errors));
         let (status, message) = match self.prepare(go) {
-            Ok(host_pid) => match self.lifecycle.starting(host_pid) {
-                Ok(()) => {
-                    let Err(failure) = exec_workload(self.process, self.plan, gate);
-                    (failure.status, failure.message)
-                }
+            Ok(host_pid) => match self.wait_for_start(&mut errors) {
+                Ok(()) => match self.lifecycle.starting(host_pid) {
+                    Ok(()) => {
+                        let Err(failure) = exec_workload(self.process, self.plan, gate);
+                        (failure.status, failure.message)
+                    }
+                    Err(message) => (EXIT_SETUP_FAILED, message),
+                },
                 Err(message) => (EXIT_SETUP_FAILED, message),
             },
             Err(message) => (EXIT_SETUP_FAILED, message),
         };
-        let _ = write!(errors, "{status} {message}");
+        match errors.as_mut() {
+            Some(errors) => {
+                let _ = write!(errors, "{status} {message}");
+            }
+            // After `create` returned, nobody reads the pipe; the engine logs stderr.
+            None => eprintln!("error: {message}"),
+        }
         status as isize
+    }
+
+    /// With a barrier: tells the launcher the sandbox is created (closing the error pipe),
+    /// then waits until `start` opens the FIFO and writes a byte to it.
+    fn wait_for_start(&self, errors: &mut Option<std::fs::File>) -> Result<(), String> {
+        let Some(fifo) = self.barrier else {
+            return Ok(());
+        };
+        if let Some(mut pipe) = errors.take() {
+            pipe.write_all(b"created")
+                .map_err(|e| format!("report the creation: {e}"))?;
+        }
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(format!("/proc/self/fd/{fifo}"))
+            .and_then(|mut fifo| fifo.write_all(b"0"))
+            .map_err(|e| format!("wait for start on its exec.fifo: {e}"))
     }
 
     /// Everything up to the workload's own set-up; returns the host's pid of this process.
     fn prepare(&self, go: OwnedFd) -> Result<Pid, String> {
         // Die with the launcher: no sandbox outlives `accelgate run`. (Had the launcher died
-        // before this, the read below sees the "go" pipe closed.)
-        nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
-            .map_err(|_| "set the parent-death signal".to_owned())?;
+        // before this, the read below sees the "go" pipe closed.) A created one outlives
+        // `accelgate create` by design.
+        if self.barrier.is_none() {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
+                .map_err(|_| "set the parent-death signal".to_owned())?;
+        }
         // A line, not to the end: this process holds a copy of the write end too.
         let mut text = String::new();
         let mut byte = [0u8; 1];

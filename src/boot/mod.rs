@@ -41,6 +41,7 @@ pub use gpu::{
 pub use hints::MOUNT_HINT_PREFIX;
 pub use launch::{EXIT_SETUP_FAILED, FORWARDED_SIGNALS, LaunchOptions, Launched, Outcome, launch};
 pub use lifecycle::Lifecycle;
+pub use options::known_options as mount_options;
 pub use paths::clean_absolute;
 pub use process::rlimit_resource;
 

@@ -4,6 +4,7 @@
 //! errors.
 
 mod discover;
+mod oci;
 mod plan;
 mod run;
 mod table;
@@ -24,6 +25,9 @@ Examples:
   accelgate discover --json | jq '.tpus[].bdfs'
   accelgate plan --bundle examples/tpu-v5e --root fixtures/sysfs/tpu-v5e-8
   accelgate run --bundle examples/busybox-tpu --root fixtures/sysfs/tpu-v4-8 -- ls -ln /dev
+  accelgate --root /run/accelgate create --bundle examples/busybox --pid-file /tmp/c1.pid c1
+  accelgate start c1; accelgate state c1; accelgate delete --force c1
+  podman --runtime $(command -v accelgate) run --rm --rootfs /path/to/rootfs sh -c 'exit 3'
 
 Environment:
   RUST_LOG   log filter (tracing syntax) when --log-level is not given";
@@ -36,6 +40,28 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "LEVEL", value_parser = ["error", "warn", "info", "debug", "trace"])]
     log_level: Option<String>,
 
+    /// runc's state directory, for create, start, state, kill, delete and list (given before
+    /// the command) [default: /run/accelgate]. Not the host root that plan and run take after
+    /// theirs
+    #[arg(long = "root", value_name = "DIR")]
+    state_root: Option<PathBuf>,
+
+    /// Also record errors of the runc commands in FILE (as container engines ask)
+    #[arg(long, value_name = "FILE")]
+    log: Option<PathBuf>,
+
+    /// How --log records them: text or json
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = oci::LogFormat::Text)]
+    log_format: oci::LogFormat,
+
+    /// Log at debug level (runc's --debug; the same as --log-level debug)
+    #[arg(long)]
+    debug: bool,
+
+    /// Use systemd's cgroup manager: refused (accelgate manages cgroupfs itself)
+    #[arg(long)]
+    systemd_cgroup: bool,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -45,6 +71,16 @@ enum Command {
     Discover(discover::DiscoverArgs),
     Plan(plan::PlanArgs),
     Run(run::RunArgs),
+    Create(oci::CreateArgs),
+    /// Start a created container's process
+    Start(oci::IdArgs),
+    /// Print a container's OCI state (JSON)
+    State(oci::IdArgs),
+    Kill(oci::KillArgs),
+    Delete(oci::DeleteArgs),
+    List(oci::ListArgs),
+    /// Print the runtime-spec features document (JSON)
+    Features,
 }
 
 /// Exit status for a host that cannot be read or another runtime failure.
@@ -62,11 +98,29 @@ pub fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { EXIT_USAGE } else { 0 });
         }
     };
-    init_logging(cli.log_level.as_deref());
+    let level = if cli.debug {
+        Some("debug")
+    } else {
+        cli.log_level.as_deref()
+    };
+    init_logging(level);
+    let globals = oci::Globals {
+        root: cli.state_root,
+        log: cli.log,
+        log_format: cli.log_format,
+        systemd_cgroup: cli.systemd_cgroup,
+    };
     match cli.command {
         Command::Discover(args) => discover::run(&args),
         Command::Plan(args) => plan::run(&args),
         Command::Run(args) => run::run(&args),
+        Command::Create(args) => oci::create(&globals, &args),
+        Command::Start(args) => oci::start(&globals, &args),
+        Command::State(args) => oci::state(&globals, &args),
+        Command::Kill(args) => oci::kill(&globals, &args),
+        Command::Delete(args) => oci::delete(&globals, &args),
+        Command::List(args) => oci::list(&globals, &args),
+        Command::Features => oci::features(),
     }
 }
 

@@ -154,7 +154,10 @@ pub fn run(args: &RunArgs) -> ExitCode {
     // Device nodes can be bound from the host's /dev only on the real host.
     let host_dev = args.sandbox.root.is_none().then(|| PathBuf::from("/dev"));
     let options = RunOptions {
-        launch: LaunchOptions { host_dev },
+        launch: LaunchOptions {
+            host_dev,
+            barrier: None,
+        },
         gate,
         device_cgroup_root: None,
     };
@@ -163,6 +166,8 @@ pub fn run(args: &RunArgs) -> ExitCode {
             report_gate(args, gate.as_ref());
             match outcome {
                 Outcome::Exited(status) => ExitCode::from(status.clamp(0, 255) as u8),
+                // Only `create` asks for a barrier.
+                Outcome::Created(_) => ExitCode::SUCCESS,
                 Outcome::Failed { status, message } => {
                     eprintln!("error: {message}");
                     ExitCode::from(status.clamp(0, 255) as u8)

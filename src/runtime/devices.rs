@@ -17,8 +17,9 @@ pub const DEVICE_CGROUP_ROOT: &str = "/sys/fs/cgroup/devices";
 /// Device rules every sandbox needs beyond its planned nodes: its own pseudo-terminals.
 const PTY_RULES: [&str; 2] = ["c 136:* rwm", "c 5:2 rwm"];
 
-/// A device cgroup made (or joined) for one sandbox.
-#[derive(Debug)]
+/// A device cgroup made (or joined) for one sandbox; kept in a container's state until
+/// `delete`.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct DeviceCgroup {
     path: PathBuf,
     created: Vec<PathBuf>,
@@ -130,6 +131,15 @@ impl DeviceCgroup {
             }
         }
         Ok(cgroup)
+    }
+
+    /// The processes in the cgroup.
+    pub fn processes(&self) -> Vec<Pid> {
+        std::fs::read_to_string(self.path.join("cgroup.procs"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|pid| pid.parse().ok().map(Pid::from_raw))
+            .collect()
     }
 
     /// Moves `pid` into the cgroup.

@@ -27,6 +27,25 @@ pub enum RuntimeError {
         #[source]
         source: io::Error,
     },
+    /// A container lifecycle request cannot be met (unknown id, wrong state, ...).
+    #[error("container {id}: {reason}")]
+    Container {
+        /// The container's id.
+        id: String,
+        /// Why.
+        reason: String,
+    },
+    /// The state directory could not be used.
+    #[error("state {path}: {what}")]
+    State {
+        /// The file or directory.
+        path: PathBuf,
+        /// The step that failed.
+        what: String,
+        /// The I/O error.
+        #[source]
+        source: io::Error,
+    },
     /// A spec field cannot be honoured on this host.
     #[error("{field}: {reason}")]
     Unsupported {

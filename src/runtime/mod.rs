@@ -1,13 +1,18 @@
 //! The OCI lifecycle around a sandbox: the device cgroup, the spec's hooks and the state they
 //! are given. `boot` compiles the plan and launches it; this module acts at the points of the
-//! launch that the runtime spec names (`boot::Lifecycle`).
+//! launch that the runtime spec names (`boot::Lifecycle`), and keeps created containers in a
+//! state directory for the runc command line (`create`, `start`, `state`, `kill`, `delete`).
 
+mod commands;
+mod container;
 mod devices;
 mod error;
 mod hooks;
 mod run;
 mod state;
 
+pub use commands::{create, delete, kill_container, start};
+pub use container::{Container, DEFAULT_STATE_ROOT, StateRoot};
 pub use devices::{DEVICE_CGROUP_ROOT, DeviceCgroup};
 pub use error::RuntimeError;
 pub use hooks::{HookPhase, Hooks};

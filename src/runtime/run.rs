@@ -1,6 +1,6 @@
 //! `run`: create, start and wait, with the device cgroup and the hooks around `boot::launch`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use nix::unistd::Pid;
 
@@ -30,50 +30,15 @@ pub fn run(
     plan: &SandboxPlan,
     options: RunOptions,
 ) -> Result<Launched, RuntimeError> {
-    let spec = &bundle.spec;
-    let (hooks, skipped) = Hooks::of(spec);
-    for hook in skipped {
-        tracing::info!(%hook, "not run: the plan gives the GPU devices that NVIDIA hook would");
-    }
-    let root = options
-        .device_cgroup_root
-        .unwrap_or_else(|| PathBuf::from(DEVICE_CGROUP_ROOT));
-    let device_rules = if DeviceCgroup::available(&root) {
-        Some(DeviceCgroup::rules(spec, &plan.devices)?)
-    } else if spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.resources().as_ref())
-        .is_some_and(|r| r.devices().is_some())
-    {
-        return Err(RuntimeError::Unsupported {
-            field: "linux.resources.devices".into(),
-            reason: format!(
-                "{} is not a cgroup v1 devices hierarchy, and cgroup v2 device programs are not implemented yet",
-                root.display()
-            ),
-        });
-    } else {
-        eprintln!(
-            "warning: no device cgroup: {} is not a cgroup v1 devices hierarchy",
-            root.display()
-        );
-        None
-    };
-    let cgroup_path = cgroup_path(spec, &plan.container_id);
-    let state = State::new(
-        plan.container_id.clone(),
-        Status::Creating,
-        bundle.dir.clone(),
-        spec.annotations().clone().unwrap_or_default(),
+    let hooks = Hooks::of(&bundle.spec).0;
+    let mut lifecycle = Around::new(bundle, plan, &hooks, options.device_cgroup_root)?;
+    let launched = launch(
+        plan,
+        &bundle.spec,
+        &options.launch,
+        options.gate,
+        &mut lifecycle,
     );
-    let mut lifecycle = Around {
-        state,
-        hooks: &hooks,
-        devices: device_rules.map(|rules| (root, cgroup_path, rules)),
-        cgroup: None,
-    };
-    let launched = launch(plan, spec, &options.launch, options.gate, &mut lifecycle);
     lifecycle.state.status = Status::Stopped;
     lifecycle.state.pid = None;
     if let Err(e) = hooks.run(HookPhase::Poststop, &lifecycle.state) {
@@ -85,21 +50,72 @@ pub fn run(
     Ok(launched?)
 }
 
-/// The spec's `linux.cgroupsPath`, else `/accelgate/<id>.<launcher pid>` (a bundle directory's
+/// The spec's `linux.cgroupsPath`, else `/accelgate-<id>.<launcher pid>` (a bundle directory's
 /// name, the default id, need not be unique).
 fn cgroup_path(spec: &oci_spec::runtime::Spec, id: &str) -> PathBuf {
     spec.linux()
         .as_ref()
         .and_then(|l| l.cgroups_path().clone())
-        .unwrap_or_else(|| Path::new("/accelgate").join(format!("{id}.{}", std::process::id())))
+        .unwrap_or_else(|| PathBuf::from(format!("/accelgate-{id}.{}", std::process::id())))
 }
 
 /// The runtime's side of a launch.
-struct Around<'a> {
-    state: State,
+pub(super) struct Around<'a> {
+    pub(super) state: State,
     hooks: &'a Hooks,
     devices: Option<(PathBuf, PathBuf, Vec<DeviceRule>)>,
-    cgroup: Option<DeviceCgroup>,
+    pub(super) cgroup: Option<DeviceCgroup>,
+}
+
+impl<'a> Around<'a> {
+    /// The device cgroup to make (refused where the spec asks for one the host cannot give)
+    /// and the state hooks will see; NVIDIA toolkit hooks are logged as not run.
+    pub(super) fn new(
+        bundle: &Bundle,
+        plan: &SandboxPlan,
+        hooks: &'a Hooks,
+        device_cgroup_root: Option<PathBuf>,
+    ) -> Result<Self, RuntimeError> {
+        let spec = &bundle.spec;
+        for hook in Hooks::of(spec).1 {
+            tracing::info!(%hook, "not run: the plan gives the GPU devices that NVIDIA hook would");
+        }
+        let root = device_cgroup_root.unwrap_or_else(|| PathBuf::from(DEVICE_CGROUP_ROOT));
+        let device_rules = if DeviceCgroup::available(&root) {
+            Some(DeviceCgroup::rules(spec, &plan.devices)?)
+        } else if spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.resources().as_ref())
+            .is_some_and(|r| r.devices().is_some())
+        {
+            return Err(RuntimeError::Unsupported {
+                field: "linux.resources.devices".into(),
+                reason: format!(
+                    "{} is not a cgroup v1 devices hierarchy, and cgroup v2 device programs are not implemented yet",
+                    root.display()
+                ),
+            });
+        } else {
+            eprintln!(
+                "warning: no device cgroup: {} is not a cgroup v1 devices hierarchy",
+                root.display()
+            );
+            None
+        };
+        let cgroup_path = cgroup_path(spec, &plan.container_id);
+        Ok(Self {
+            state: State::new(
+                plan.container_id.clone(),
+                Status::Creating,
+                bundle.dir.clone(),
+                spec.annotations().clone().unwrap_or_default(),
+            ),
+            hooks,
+            devices: device_rules.map(|rules| (root, cgroup_path, rules)),
+            cgroup: None,
+        })
+    }
 }
 
 impl Lifecycle for Around<'_> {

@@ -1,0 +1,257 @@
+//! Privileged: the runc command line (`create`, `start`, `state`, `kill`, `delete`, `list`,
+//! `features`) on real containers, each in a state directory of its own.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+macro_rules! privileged {
+    () => {
+        if !common::privileged(module_path!()) {
+            return;
+        }
+    };
+}
+
+/// `accelgate --root STATE ARGS...`, its stderr in `log`. `create`'s stdout goes there too:
+/// the created container inherits it, and a pipe would stay open as long as it lives.
+fn oci(state: &Path, log: &Path, args: &[&str]) -> Output {
+    let file = || {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap()
+    };
+    let stdout = if args.first() == Some(&"create") {
+        Stdio::from(file())
+    } else {
+        Stdio::piped()
+    };
+    Command::new(env!("CARGO_BIN_EXE_accelgate"))
+        .arg("--root")
+        .arg(state)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(file())
+        .output()
+        .unwrap()
+}
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < Duration::from_secs(10), "{what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn state(state_dir: &Path, log: &Path, id: &str) -> serde_json::Value {
+    let output = oci(state_dir, log, &["state", id]);
+    assert!(
+        output.status.success(),
+        "{}",
+        std::fs::read_to_string(log).unwrap()
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[test]
+fn create_start_kill_delete_follow_the_runtime_spec() {
+    privileged!();
+    let work = tempfile::tempdir().unwrap();
+    let (state_dir, log, pid_file) = (
+        work.path().join("state"),
+        work.path().join("log"),
+        work.path().join("pid"),
+    );
+    let bundle = common::runnable_bundle(|spec| {
+        spec["process"]["args"] = json!([
+            "sh",
+            "-c",
+            "echo started; trap 'echo stopping; exit 7' TERM; while :; do sleep 0.1; done"
+        ]);
+    });
+    let id = format!("oci-{}", std::process::id());
+    let bundle_dir = bundle.dir.path().to_str().unwrap();
+    let created = oci(
+        &state_dir,
+        &log,
+        &[
+            "create",
+            "--bundle",
+            bundle_dir,
+            "--pid-file",
+            pid_file.to_str().unwrap(),
+            &id,
+        ],
+    );
+    let stderr = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(created.status.success(), "{}", stderr());
+    let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().parse().unwrap();
+    let created = state(&state_dir, &log, &id);
+    assert_eq!(created["status"], "created");
+    assert_eq!(created["pid"], pid);
+    assert_eq!(created["bundle"], bundle_dir);
+    // Created, not started: the workload has not run.
+    assert!(!stderr().contains("started"));
+    assert!(
+        !oci(&state_dir, &log, &["create", "--bundle", bundle_dir, &id])
+            .status
+            .success(),
+        "a second create of the same id"
+    );
+    assert!(stderr().contains("already exists"), "{}", stderr());
+    assert!(!oci(&state_dir, &log, &["delete", &id]).status.success());
+    assert!(stderr().contains("use --force"), "{}", stderr());
+
+    let list = oci(&state_dir, &log, &["list"]);
+    assert!(common::stdout(&list).contains(&format!("{id}  {pid}  created")));
+
+    assert!(
+        oci(&state_dir, &log, &["start", &id]).status.success(),
+        "{}",
+        stderr()
+    );
+    assert_eq!(state(&state_dir, &log, &id)["status"], "running");
+    assert!(!oci(&state_dir, &log, &["start", &id]).status.success());
+    assert!(stderr().contains("is running, not created"), "{}", stderr());
+    // The workload's output went to create's stdio, as an engine's log expects.
+    wait_until("the workload's output", || {
+        std::fs::read_to_string(work.path().join("log"))
+            .unwrap_or_default()
+            .contains("started")
+    });
+
+    assert!(
+        oci(&state_dir, &log, &["kill", &id, "TERM"])
+            .status
+            .success()
+    );
+    wait_until("the container stops on SIGTERM", || {
+        state(&state_dir, &log, &id)["status"] == "stopped"
+    });
+    assert!(stderr().contains("stopping"));
+    assert!(!oci(&state_dir, &log, &["kill", &id]).status.success());
+    assert!(
+        oci(&state_dir, &log, &["delete", &id]).status.success(),
+        "{}",
+        stderr()
+    );
+    assert!(!oci(&state_dir, &log, &["state", &id]).status.success());
+    assert!(stderr().contains("does not exist"));
+    assert_eq!(
+        std::fs::read_dir(&state_dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+            .count(),
+        0
+    );
+}
+
+#[test]
+fn delete_force_kills_a_running_container_and_its_cgroup_goes() {
+    privileged!();
+    let work = tempfile::tempdir().unwrap();
+    let (state_dir, log) = (work.path().join("state"), work.path().join("log"));
+    let bundle = common::runnable_bundle(|spec| {
+        spec["process"]["args"] = json!(["sleep", "60"]);
+    });
+    let id = format!("oci-force-{}", std::process::id());
+    let bundle_dir = bundle.dir.path().to_str().unwrap();
+    let stderr = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        oci(&state_dir, &log, &["create", "--bundle", bundle_dir, &id])
+            .status
+            .success(),
+        "{}",
+        stderr()
+    );
+    assert!(
+        oci(&state_dir, &log, &["start", &id]).status.success(),
+        "{}",
+        stderr()
+    );
+    let pid = state(&state_dir, &log, &id)["pid"].as_i64().unwrap();
+    let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let devices = cgroup
+        .lines()
+        .find_map(|l| l.split_once(":devices:").map(|(_, p)| p.to_owned()))
+        .unwrap();
+    assert!(devices.starts_with("/accelgate-"), "{devices}");
+    assert!(
+        oci(&state_dir, &log, &["delete", "--force", &id])
+            .status
+            .success(),
+        "{}",
+        stderr()
+    );
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .unwrap_or_default()
+                .contains(") Z")
+    );
+    assert!(
+        !Path::new("/sys/fs/cgroup/devices")
+            .join(devices.trim_start_matches('/'))
+            .exists()
+    );
+}
+
+#[test]
+fn features_and_refused_options() {
+    privileged!();
+    let work = tempfile::tempdir().unwrap();
+    let (state_dir, log) = (work.path().join("state"), work.path().join("log"));
+    let features = oci(&state_dir, &log, &["features"]);
+    let document: serde_json::Value = serde_json::from_slice(&features.stdout).unwrap();
+    assert_eq!(document["linux"]["cgroup"]["v1"], true);
+    assert!(
+        document["hooks"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("startContainer"))
+    );
+
+    let bundle = common::runnable_bundle(|_| {});
+    let bundle_dir = bundle.dir.path().to_str().unwrap();
+    let systemd = Command::new(env!("CARGO_BIN_EXE_accelgate"))
+        .args([
+            "--root",
+            state_dir.to_str().unwrap(),
+            "--systemd-cgroup",
+            "--log",
+            log.to_str().unwrap(),
+            "--log-format",
+            "json",
+            "create",
+            "--bundle",
+            bundle_dir,
+            "x",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(systemd.status.code(), Some(1));
+    let logged: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(logged["level"], "error");
+    assert!(
+        logged["msg"]
+            .as_str()
+            .unwrap()
+            .starts_with("--systemd-cgroup: ")
+    );
+}
