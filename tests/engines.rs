@@ -147,7 +147,7 @@ fn mounts_under(dir: &Path) -> Vec<String> {
 }
 
 #[test]
-fn podman_runs_a_container_through_accelgate_with_output_and_exit_status() {
+fn podman_runs_containers_through_accelgate_with_output_exit_status_and_a_terminal() {
     privileged!();
     let Some(podman) = Podman::new() else {
         return;
@@ -181,6 +181,29 @@ fn podman_runs_a_container_through_accelgate_with_output_and_exit_status() {
         "{stdout}"
     );
     // --rm deleted it: nothing in accelgate's state, no mounts left.
+    // -t: the container's pty, made in its devpts and handed to conmon over the console socket.
+    let output = podman.run(&[
+        "run",
+        "--rm",
+        "-t",
+        "--network",
+        "none",
+        "--security-opt",
+        "seccomp=unconfined",
+        "--rootfs",
+        rootfs.to_str().unwrap(),
+        "/bin/sh",
+        "-c",
+        "tty; exit 4",
+    ]);
+    assert_eq!(
+        output.status.code(),
+        Some(4),
+        "{}{}",
+        common::stdout(&output),
+        common::stderr(&output)
+    );
+    assert!(common::stdout(&output).contains("/dev/pts/0"));
     let state: Vec<_> = std::fs::read_dir(podman.home.path().join("state"))
         .unwrap()
         .flatten()

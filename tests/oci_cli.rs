@@ -255,3 +255,95 @@ fn features_and_refused_options() {
             .starts_with("--systemd-cgroup: ")
     );
 }
+
+/// Accepts one connection on `listener` and returns the fd it carries (`SCM_RIGHTS`).
+fn receive_fd(listener: &std::os::unix::net::UnixListener) -> std::os::fd::OwnedFd {
+    use std::mem::MaybeUninit;
+
+    use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, recvmsg};
+    let (stream, _) = listener.accept().unwrap();
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let mut data = [0u8; 64];
+    recvmsg(
+        &stream,
+        &mut [std::io::IoSliceMut::new(&mut data)],
+        &mut control,
+        RecvFlags::empty(),
+    )
+    .unwrap();
+    control
+        .drain()
+        .find_map(|message| match message {
+            RecvAncillaryMessage::ScmRights(mut fds) => fds.next(),
+            _ => None,
+        })
+        .expect("an fd over SCM_RIGHTS")
+}
+
+#[test]
+fn a_terminal_goes_to_the_console_socket() {
+    privileged!();
+    let work = tempfile::tempdir().unwrap();
+    let (state_dir, log, socket) = (
+        work.path().join("state"),
+        work.path().join("log"),
+        work.path().join("console.sock"),
+    );
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let bundle = common::runnable_bundle(|spec| {
+        spec["process"]["terminal"] = json!(true);
+        spec["process"]["consoleSize"] = json!({"height": 33, "width": 101});
+        spec["process"]["args"] = json!(["sh", "-c", "tty; stty size; echo done"]);
+    });
+    let id = format!("oci-tty-{}", std::process::id());
+    let bundle_dir = bundle.dir.path().to_str().unwrap();
+    let stderr = || std::fs::read_to_string(&log).unwrap_or_default();
+    // Without a console socket, a terminal is refused (the container outlives create).
+    assert!(
+        !oci(&state_dir, &log, &["create", "--bundle", bundle_dir, &id])
+            .status
+            .success()
+    );
+    assert!(stderr().contains("process.terminal"), "{}", stderr());
+    let receiver = std::thread::spawn(move || receive_fd(&listener));
+    let created = oci(
+        &state_dir,
+        &log,
+        &[
+            "create",
+            "--bundle",
+            bundle_dir,
+            "--console-socket",
+            socket.to_str().unwrap(),
+            &id,
+        ],
+    );
+    assert!(created.status.success(), "{}", stderr());
+    let master = std::fs::File::from(receiver.join().unwrap());
+    assert!(
+        oci(&state_dir, &log, &["start", &id]).status.success(),
+        "{}",
+        stderr()
+    );
+    let mut output = String::new();
+    let mut reader = std::io::BufReader::new(master);
+    while !output.contains("done") {
+        let mut line = String::new();
+        // The pty ends with EIO once the workload is gone.
+        if std::io::BufRead::read_line(&mut reader, &mut line).unwrap_or(0) == 0 {
+            break;
+        }
+        output.push_str(&line);
+    }
+    assert!(output.contains("/dev/pts/0"), "{output}");
+    assert!(output.contains("33 101"), "{output}");
+    wait_until("the container stops", || {
+        state(&state_dir, &log, &id)["status"] == "stopped"
+    });
+    assert!(
+        oci(&state_dir, &log, &["delete", &id]).status.success(),
+        "{}",
+        stderr()
+    );
+}

@@ -40,6 +40,7 @@ use super::gate::{GateProcess, GateReport, WorkloadGate};
 use super::lifecycle::Lifecycle;
 use super::process::exec_workload;
 use super::sys::{clone_child, join_session_keyring};
+use super::terminal::open_terminal;
 use crate::plan::SandboxPlan;
 use crate::supervisor::gate::GateConfig;
 use crate::vfs::{ApplyOptions, RealSys, apply};
@@ -67,6 +68,9 @@ pub struct LaunchOptions {
     /// reading; `launch` then returns as soon as the sandbox is created, without waiting, and
     /// the sandbox outlives the launcher. `None`: run to the end.
     pub barrier: Option<PathBuf>,
+    /// `process.terminal`: the engine's socket that receives the pty's master; `None` leaves
+    /// stdio as inherited.
+    pub console_socket: Option<PathBuf>,
 }
 
 /// What became of the workload.
@@ -331,6 +335,16 @@ pub fn launch(
         ),
         None => None,
     };
+    // Connected now: after pivot_root the sandbox cannot reach the engine's path.
+    let console = match &options.console_socket {
+        Some(path) => Some(std::os::unix::net::UnixStream::connect(path).map_err(|e| {
+            BootError::Launch(format!(
+                "connect to the console socket {}: {e}",
+                path.display()
+            ))
+        })?),
+        None => None,
+    };
     let namespaces = Namespaces::of(spec);
     let flags = namespaces.flags;
     let process = required_process(spec)?.clone();
@@ -398,6 +412,7 @@ pub fn launch(
             kernel: &kernel,
             options: &apply_options,
             barrier: barrier.as_ref().map(std::os::fd::AsRawFd::as_raw_fd),
+            console: console.as_ref().map(std::os::fd::AsRawFd::as_raw_fd),
             lifecycle: &*lifecycle,
         };
         // The launcher's copies of what the closure holds close when it is dropped here.
@@ -538,6 +553,7 @@ struct Sandbox<'a> {
     kernel: &'a Kernel,
     options: &'a ApplyOptions,
     barrier: Option<std::os::fd::RawFd>,
+    console: Option<std::os::fd::RawFd>,
     lifecycle: &'a dyn Lifecycle,
 }
 
@@ -547,10 +563,10 @@ impl Sandbox<'_> {
     fn run(&self, go: OwnedFd, errors: OwnedFd, gate: Option<WorkloadGate>) -> isize {
         let mut errors = Some(std::fs::File::from(errors));
         let (status, message) = match self.prepare(go) {
-            Ok(host_pid) => match self.wait_for_start(&mut errors) {
+            Ok((host_pid, terminal)) => match self.wait_for_start(&mut errors) {
                 Ok(()) => match self.lifecycle.starting(host_pid) {
                     Ok(()) => {
-                        let Err(failure) = exec_workload(self.process, self.plan, gate);
+                        let Err(failure) = exec_workload(self.process, self.plan, gate, terminal);
                         (failure.status, failure.message)
                     }
                     Err(message) => (EXIT_SETUP_FAILED, message),
@@ -586,8 +602,9 @@ impl Sandbox<'_> {
             .map_err(|e| format!("wait for start on its exec.fifo: {e}"))
     }
 
-    /// Everything up to the workload's own set-up; returns the host's pid of this process.
-    fn prepare(&self, go: OwnedFd) -> Result<Pid, String> {
+    /// Everything up to the workload's own set-up; returns the host's pid of this process, and
+    /// the terminal's slave when it has one.
+    fn prepare(&self, go: OwnedFd) -> Result<(Pid, Option<OwnedFd>), String> {
         // Die with the launcher: no sandbox outlives `accelgate run`. (Had the launcher died
         // before this, the read below sees the "go" pipe closed.) A created one outlives
         // `accelgate create` by design.
@@ -624,6 +641,10 @@ impl Sandbox<'_> {
         self.kernel.apply_namespaced()?;
         apply(self.plan, &RealSys, self.options).map_err(|e| crate::pci::error_chain(&e))?;
         self.kernel.apply_process()?;
-        Ok(host_pid)
+        let terminal = match self.console {
+            Some(console) => Some(open_terminal(self.process, console)?),
+            None => None,
+        };
+        Ok((host_pid, terminal))
     }
 }

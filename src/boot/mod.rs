@@ -23,6 +23,7 @@ mod options;
 mod paths;
 mod process;
 mod sys;
+mod terminal;
 mod tpu;
 
 pub use bundle::Bundle;

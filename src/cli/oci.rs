@@ -85,7 +85,7 @@ pub struct CreateArgs {
     /// Write the container's pid (the process to wait on and signal) to FILE
     #[arg(long, value_name = "FILE")]
     pid_file: Option<PathBuf>,
-    /// Send the pseudo-terminal's master to this socket (process.terminal); not supported yet
+    /// Send the pseudo-terminal's master to this socket (needed for process.terminal)
     #[arg(long, value_name = "SOCKET")]
     console_socket: Option<PathBuf>,
     /// Pass N fds beyond stdio to the workload; not supported yet
@@ -157,10 +157,6 @@ pub fn create(globals: &Globals, args: &CreateArgs) -> ExitCode {
         return code;
     }
     let unsupported = [
-        (
-            args.console_socket.is_some(),
-            "--console-socket: terminals are not supported yet",
-        ),
         (args.preserve_fds > 0, "--preserve-fds: not supported yet"),
         (
             args.no_pivot,
@@ -179,26 +175,17 @@ pub fn create(globals: &Globals, args: &CreateArgs) -> ExitCode {
         Ok(built) => built,
         Err(code) => return code,
     };
-    if bundle
-        .spec
-        .process()
-        .as_ref()
-        .is_some_and(|p| p.terminal() == Some(true))
-    {
-        return globals.fail("process.terminal: terminals are not supported yet");
-    }
     if !plan.accelerators.tpus.is_empty() {
         return globals.fail(
             "the sandbox gets TPUs, and the ioctl gate's supervisor lives only as long as `accelgate run`; use run",
         );
     }
-    match crate::runtime::create(
-        &globals.state_root(),
-        &bundle,
-        &plan,
-        Some(PathBuf::from("/dev")),
-        args.pid_file.as_deref(),
-    ) {
+    let options = crate::runtime::CreateOptions {
+        host_dev: Some(PathBuf::from("/dev")),
+        pid_file: args.pid_file.clone(),
+        console_socket: args.console_socket.clone(),
+    };
+    match crate::runtime::create(&globals.state_root(), &bundle, &plan, options) {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => globals.runtime_error(&e),
     }

@@ -156,7 +156,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
     let options = RunOptions {
         launch: LaunchOptions {
             host_dev,
-            barrier: None,
+            ..LaunchOptions::default()
         },
         gate,
         device_cgroup_root: None,

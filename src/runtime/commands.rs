@@ -4,7 +4,7 @@
 use std::io::Read;
 use std::os::fd::AsFd;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use nix::sys::signal::{Signal, kill};
@@ -31,15 +31,40 @@ fn refused(id: &str, reason: impl Into<String>) -> RuntimeError {
     }
 }
 
+/// How `create` meets the engine.
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    /// The host's `/dev`, for binding device nodes where `mknod` is not allowed.
+    pub host_dev: Option<PathBuf>,
+    /// Where to write the container's pid.
+    pub pid_file: Option<PathBuf>,
+    /// The engine's socket for the terminal's master (`process.terminal`).
+    pub console_socket: Option<PathBuf>,
+}
+
 /// `create`: builds the container from `plan` and leaves it waiting for `start`; writes its pid
-/// to `pid_file`. Everything made is undone when it fails.
+/// to the pid file. Everything made is undone when it fails.
 pub fn create(
     root: &StateRoot,
     bundle: &Bundle,
     plan: &SandboxPlan,
-    host_dev: Option<std::path::PathBuf>,
-    pid_file: Option<&Path>,
+    options: CreateOptions,
 ) -> Result<Container, RuntimeError> {
+    let terminal = bundle
+        .spec
+        .process()
+        .as_ref()
+        .is_some_and(|p| p.terminal() == Some(true));
+    if terminal != options.console_socket.is_some() {
+        return Err(RuntimeError::Unsupported {
+            field: "process.terminal".into(),
+            reason: if terminal {
+                "a terminal needs --console-socket (the container outlives create)".into()
+            } else {
+                "--console-socket is given, but the process wants no terminal".into()
+            },
+        });
+    }
     let id = plan.container_id.clone();
     let _lock = root.lock()?;
     let dir = root.dir(&id)?;
@@ -70,11 +95,12 @@ pub fn create(
             return Err(e);
         }
     };
-    let options = LaunchOptions {
-        host_dev,
+    let launch_options = LaunchOptions {
+        host_dev: options.host_dev,
         barrier: Some(fifo),
+        console_socket: options.console_socket,
     };
-    let launched = launch(plan, &bundle.spec, &options, None, &mut lifecycle);
+    let launched = launch(plan, &bundle.spec, &launch_options, None, &mut lifecycle);
     let cgroup = lifecycle.cgroup.take();
     let undo = |cgroup: Option<super::DeviceCgroup>| {
         if let Some(cgroup) = cgroup {
@@ -109,10 +135,12 @@ pub fn create(
         annotations: bundle.spec.annotations().clone().unwrap_or_default(),
         cgroup,
     };
-    let saved = root.save(&container).and_then(|()| match pid_file {
-        Some(path) => write_pid_file(path, pid),
-        None => Ok(()),
-    });
+    let saved = root
+        .save(&container)
+        .and_then(|()| match &options.pid_file {
+            Some(path) => write_pid_file(path, pid),
+            None => Ok(()),
+        });
     if let Err(e) = saved {
         let _ = kill(pid, Signal::SIGKILL);
         undo(container.cgroup);

@@ -11,7 +11,7 @@ mod hooks;
 mod run;
 mod state;
 
-pub use commands::{create, delete, kill_container, start};
+pub use commands::{CreateOptions, create, delete, kill_container, start};
 pub use container::{Container, DEFAULT_STATE_ROOT, StateRoot};
 pub use devices::{DEVICE_CGROUP_ROOT, DeviceCgroup};
 pub use error::RuntimeError;
