@@ -213,3 +213,72 @@ fn podman_runs_containers_through_accelgate_with_output_exit_status_and_a_termin
     assert!(mounts_under(podman.home.path()).is_empty());
     assert!(mounts_under(&rootfs).is_empty());
 }
+
+#[test]
+fn podman_limits_reach_the_containers_cgroups_and_rm_force_ends_it() {
+    privileged!();
+    let Some(podman) = Podman::new() else {
+        return;
+    };
+    let bundle = common::runnable_bundle(|_| {});
+    let rootfs = bundle.rootfs();
+    let started = podman.run(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--security-opt",
+        "seccomp=unconfined",
+        "--memory",
+        "64m",
+        "--pids-limit",
+        "42",
+        "--cpus",
+        "0.5",
+        "--rootfs",
+        rootfs.to_str().unwrap(),
+        "sleep",
+        "60",
+    ]);
+    assert!(started.status.success(), "{}", common::stderr(&started));
+    let id = common::stdout(&started).trim().to_owned();
+    let inspect = podman.run(&["inspect", "--format", "{{.State.Pid}}", &id]);
+    let pid = common::stdout(&inspect).trim().to_owned();
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let read = |controller: &str, file: &str| {
+        let path = cgroups
+            .lines()
+            .find_map(|l| {
+                let mut parts = l.splitn(3, ':');
+                let (_, names, path) = (parts.next()?, parts.next()?, parts.next()?);
+                names
+                    .split(',')
+                    .any(|n| n == controller)
+                    .then(|| path.to_owned())
+            })
+            .unwrap();
+        let dir = Path::new("/sys/fs/cgroup")
+            .join(controller)
+            .join(path.trim_start_matches('/'));
+        (
+            dir.clone(),
+            std::fs::read_to_string(dir.join(file))
+                .unwrap()
+                .trim()
+                .to_owned(),
+        )
+    };
+    let (memory, limit) = read("memory", "memory.limit_in_bytes");
+    assert_eq!(limit, "67108864");
+    assert_eq!(read("pids", "pids.max").1, "42");
+    assert_eq!(read("cpu", "cpu.cfs_quota_us").1, "50000");
+    assert!(
+        memory.ends_with(format!("libpod-{id}")),
+        "{}",
+        memory.display()
+    );
+    // sleep, as pid 1, ignores SIGTERM: no grace period.
+    let removed = podman.run(&["rm", "--force", "--time", "0", &id]);
+    assert!(removed.status.success(), "{}", common::stderr(&removed));
+    assert!(!memory.exists(), "{} is left", memory.display());
+}

@@ -347,3 +347,77 @@ fn a_terminal_goes_to_the_console_socket() {
         stderr()
     );
 }
+
+#[test]
+fn memory_pids_and_cpu_limits_are_set_in_cgroups_that_go_with_the_container() {
+    privileged!();
+    let work = tempfile::tempdir().unwrap();
+    let (state_dir, log) = (work.path().join("state"), work.path().join("log"));
+    let bundle = common::runnable_bundle(|spec| {
+        spec["linux"]["resources"] = json!({
+            "devices": [{"allow": false, "access": "rwm"}],
+            "memory": {"limit": 67108864},
+            "pids": {"limit": 42},
+            "cpu": {"shares": 512, "period": 100000, "quota": 50000}
+        });
+    });
+    let id = format!("oci-limits-{}", std::process::id());
+    let bundle_dir = bundle.dir.path().to_str().unwrap();
+    let stderr = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        oci(&state_dir, &log, &["create", "--bundle", bundle_dir, &id])
+            .status
+            .success(),
+        "{}",
+        stderr()
+    );
+    let pid = state(&state_dir, &log, &id)["pid"].as_i64().unwrap();
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let dir = |controller: &str| {
+        let path = cgroups
+            .lines()
+            .find_map(|l| {
+                let mut parts = l.splitn(3, ':');
+                let (_, names, path) = (parts.next()?, parts.next()?, parts.next()?);
+                names
+                    .split(',')
+                    .any(|n| n == controller)
+                    .then(|| path.to_owned())
+            })
+            .unwrap();
+        Path::new("/sys/fs/cgroup")
+            .join(controller)
+            .join(path.trim_start_matches('/'))
+    };
+    let read = |controller: &str, file: &str| {
+        std::fs::read_to_string(dir(controller).join(file))
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    assert_eq!(read("memory", "memory.limit_in_bytes"), "67108864");
+    assert_eq!(read("pids", "pids.max"), "42");
+    assert_eq!(read("cpu", "cpu.shares"), "512");
+    assert_eq!(read("cpu", "cpu.cfs_quota_us"), "50000");
+    let dirs: Vec<_> = ["memory", "pids", "cpu", "devices"].map(dir).to_vec();
+    for dir in &dirs {
+        assert!(
+            dir.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("accelgate-"),
+            "{}",
+            dir.display()
+        );
+    }
+    assert!(
+        oci(&state_dir, &log, &["delete", "--force", &id])
+            .status
+            .success(),
+        "{}",
+        stderr()
+    );
+    for dir in dirs {
+        assert!(!dir.exists(), "{} is left", dir.display());
+    }
+}

@@ -297,8 +297,8 @@ fn unimplemented_security_fields_are_refused_by_name() {
             json!({"linux": {"seccomp": {"defaultAction": "SCMP_ACT_ERRNO"}}}),
         ),
         (
-            "linux.resources.memory",
-            json!({"linux": {"resources": {"memory": {"limit": 10000000}}}}),
+            "linux.resources.blockIO",
+            json!({"linux": {"resources": {"blockIO": {"weight": 10}}}}),
         ),
         (
             "process.apparmorProfile",

@@ -118,10 +118,37 @@ pub fn check_supported(spec: &Spec) -> Result<(), BootError> {
         }
     }
     if let Some(resources) = linux.resources() {
+        let memory = resources.memory().as_ref();
+        let cpu = resources.cpu().as_ref();
         let set = [
-            ("memory", resources.memory().is_some()),
-            ("cpu", resources.cpu().is_some()),
-            ("pids", resources.pids().is_some()),
+            (
+                "memory.kernel",
+                memory.is_some_and(|m| m.kernel().is_some()),
+            ),
+            (
+                "memory.kernelTCP",
+                memory.is_some_and(|m| m.kernel_tcp().is_some()),
+            ),
+            (
+                "memory.useHierarchy",
+                memory.is_some_and(|m| m.use_hierarchy().is_some()),
+            ),
+            (
+                "memory.checkBeforeUpdate",
+                memory.is_some_and(|m| m.check_before_update().is_some()),
+            ),
+            ("cpu.cpus", cpu.is_some_and(|c| c.cpus().is_some())),
+            ("cpu.mems", cpu.is_some_and(|c| c.mems().is_some())),
+            ("cpu.idle", cpu.is_some_and(|c| c.idle().is_some())),
+            ("cpu.burst", cpu.is_some_and(|c| c.burst().is_some())),
+            (
+                "cpu.realtimeRuntime",
+                cpu.is_some_and(|c| c.realtime_runtime().is_some()),
+            ),
+            (
+                "cpu.realtimePeriod",
+                cpu.is_some_and(|c| c.realtime_period().is_some()),
+            ),
             ("blockIO", resources.block_io().is_some()),
             ("hugepageLimits", resources.hugepage_limits().is_some()),
             ("network", resources.network().is_some()),
@@ -131,7 +158,7 @@ pub fn check_supported(spec: &Spec) -> Result<(), BootError> {
         if let Some((name, _)) = set.iter().find(|(_, present)| *present) {
             return Err(refuse(
                 format!("linux.resources.{name}"),
-                "cgroup limits are not applied yet (only linux.resources.devices is)",
+                "not applied yet (devices, memory, pids and cpu shares/quota/period are)",
             ));
         }
     }
@@ -250,12 +277,16 @@ mod tests {
                 "linux.seccomp",
             ),
             (
-                serde_json::json!({"linux": {"resources": {"memory": {"limit": 1000000}}}}),
-                "linux.resources.memory",
+                serde_json::json!({"linux": {"resources": {"memory": {"kernel": 1000000}}}}),
+                "linux.resources.memory.kernel",
             ),
             (
-                serde_json::json!({"linux": {"resources": {"pids": {"limit": 10}}}}),
-                "linux.resources.pids",
+                serde_json::json!({"linux": {"resources": {"cpu": {"cpus": "0-1"}}}}),
+                "linux.resources.cpu.cpus",
+            ),
+            (
+                serde_json::json!({"linux": {"resources": {"blockIO": {"weight": 10}}}}),
+                "linux.resources.blockIO",
             ),
             (
                 serde_json::json!({"process": {"cwd": "/", "user": {"uid": 0, "gid": 0}, "apparmorProfile": "x"}}),

@@ -159,7 +159,6 @@ pub fn run(args: &RunArgs) -> ExitCode {
             ..LaunchOptions::default()
         },
         gate,
-        device_cgroup_root: None,
     };
     match crate::runtime::run(&bundle, &plan, options) {
         Ok(Launched { outcome, gate }) => {

@@ -87,7 +87,7 @@ pub fn create(
             what: "mkfifo".into(),
             source: e.into(),
         })
-        .and_then(|()| Around::new(bundle, plan, &hooks, None));
+        .and_then(|()| Around::new(bundle, plan, &hooks));
     let mut lifecycle = match made {
         Ok(lifecycle) => lifecycle,
         Err(e) => {
@@ -101,9 +101,9 @@ pub fn create(
         console_socket: options.console_socket,
     };
     let launched = launch(plan, &bundle.spec, &launch_options, None, &mut lifecycle);
-    let cgroup = lifecycle.cgroup.take();
-    let undo = |cgroup: Option<super::DeviceCgroup>| {
-        if let Some(cgroup) = cgroup {
+    let cgroups = std::mem::take(&mut lifecycle.cgroups);
+    let undo = |cgroups: Vec<super::Cgroup>| {
+        for cgroup in cgroups {
             cgroup.remove();
         }
         let _ = std::fs::remove_dir_all(&dir);
@@ -111,15 +111,15 @@ pub fn create(
     let pid = match launched.map(|l| l.outcome) {
         Ok(Outcome::Created(pid)) => pid,
         Ok(Outcome::Failed { message, .. }) => {
-            undo(cgroup);
+            undo(cgroups);
             return Err(refused(&id, message));
         }
         Ok(Outcome::Exited(status)) => {
-            undo(cgroup);
+            undo(cgroups);
             return Err(refused(&id, format!("exited with {status} while created")));
         }
         Err(e) => {
-            undo(cgroup);
+            undo(cgroups);
             return Err(e.into());
         }
     };
@@ -133,7 +133,7 @@ pub fn create(
             .map_or(0, |d| d.as_secs()),
         started: false,
         annotations: bundle.spec.annotations().clone().unwrap_or_default(),
-        cgroup,
+        cgroups,
     };
     let saved = root
         .save(&container)
@@ -143,7 +143,7 @@ pub fn create(
         });
     if let Err(e) = saved {
         let _ = kill(pid, Signal::SIGKILL);
-        undo(container.cgroup);
+        undo(container.cgroups);
         return Err(e);
     }
     Ok(container)
@@ -229,7 +229,7 @@ fn run_hooks(container: &Container, phase: HookPhase) {
 fn processes(container: &Container, all: bool) -> Vec<Pid> {
     let mut pids = vec![Pid::from_raw(container.pid)];
     if all {
-        if let Some(cgroup) = &container.cgroup {
+        for cgroup in &container.cgroups {
             pids.extend(cgroup.processes());
         }
     }
@@ -260,7 +260,7 @@ pub fn kill_container(
 }
 
 /// `delete`: removes a stopped container (with `force`, kills a created or running one
-/// first), runs its poststop hooks and removes its device cgroup.
+/// first), runs its poststop hooks and removes its cgroups.
 pub fn delete(root: &StateRoot, id: &str, force: bool) -> Result<(), RuntimeError> {
     let _lock = root.lock()?;
     let container = match root.load(id) {
@@ -289,7 +289,7 @@ pub fn delete(root: &StateRoot, id: &str, force: bool) -> Result<(), RuntimeErro
     }
     run_hooks(&container, HookPhase::Poststop);
     let dir = root.dir(id)?;
-    if let Some(cgroup) = container.cgroup {
+    for cgroup in container.cgroups {
         cgroup.remove();
     }
     std::fs::remove_dir_all(&dir).map_err(|source| RuntimeError::State {

@@ -9,7 +9,7 @@ use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
 use super::RuntimeError;
-use super::devices::DeviceCgroup;
+use super::cgroup::Cgroup;
 use super::state::{State, Status};
 
 /// runc's default state directory.
@@ -136,8 +136,8 @@ pub struct Container {
     pub started: bool,
     /// The spec's annotations.
     pub annotations: HashMap<String, String>,
-    /// The device cgroup, removed at `delete`.
-    pub cgroup: Option<DeviceCgroup>,
+    /// Its cgroups (devices, limits), removed at `delete`.
+    pub cgroups: Vec<Cgroup>,
 }
 
 impl Container {
@@ -198,7 +198,7 @@ mod tests {
             created: 0,
             started: true,
             annotations: HashMap::new(),
-            cgroup: None,
+            cgroups: Vec::new(),
         };
         std::fs::create_dir(root.dir("c1").unwrap()).unwrap();
         root.save(&container).unwrap();

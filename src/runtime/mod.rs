@@ -3,17 +3,19 @@
 //! launch that the runtime spec names (`boot::Lifecycle`), and keeps created containers in a
 //! state directory for the runc command line (`create`, `start`, `state`, `kill`, `delete`).
 
+mod cgroup;
 mod commands;
 mod container;
 mod devices;
 mod error;
 mod hooks;
+mod limits;
 mod run;
 mod state;
 
+pub use cgroup::Cgroup;
 pub use commands::{CreateOptions, create, delete, kill_container, start};
 pub use container::{Container, DEFAULT_STATE_ROOT, StateRoot};
-pub use devices::{DEVICE_CGROUP_ROOT, DeviceCgroup};
 pub use error::RuntimeError;
 pub use hooks::{HookPhase, Hooks};
 pub use run::{RunOptions, run};

@@ -1,12 +1,20 @@
-//! `run`: create, start and wait, with the device cgroup and the hooks around `boot::launch`.
+//! `run`: create, start and wait, with the cgroups and the hooks around `boot::launch`.
+
+/// Where the host mounts its cgroup v1 hierarchies.
+const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
 use std::path::PathBuf;
 
 use nix::unistd::Pid;
 
 use super::RuntimeError;
-use super::devices::{DEVICE_CGROUP_ROOT, DeviceCgroup, DeviceRule};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::cgroup::Cgroup;
+use super::devices::{self, DeviceRule};
 use super::hooks::{HookPhase, Hooks};
+use super::limits::{Limit, limits};
 use super::state::{State, Status};
 use crate::boot::{Bundle, LaunchOptions, Launched, Lifecycle, launch};
 use crate::plan::SandboxPlan;
@@ -19,19 +27,17 @@ pub struct RunOptions {
     pub launch: LaunchOptions,
     /// The ioctl gate, when the sandbox gets accelerators.
     pub gate: Option<GateConfig>,
-    /// The v1 devices hierarchy ([`DEVICE_CGROUP_ROOT`]; tests point it elsewhere).
-    pub device_cgroup_root: Option<PathBuf>,
 }
 
-/// Runs `plan` (compiled from `bundle`) to its end: the device cgroup and the hooks of every
-/// phase around [`launch`]. Nothing is left behind: the cgroup accelgate made is removed.
+/// Runs `plan` (compiled from `bundle`) to its end: its cgroups and the hooks of every phase
+/// around [`launch`]. Nothing is left behind: the cgroups accelgate made are removed.
 pub fn run(
     bundle: &Bundle,
     plan: &SandboxPlan,
     options: RunOptions,
 ) -> Result<Launched, RuntimeError> {
     let hooks = Hooks::of(&bundle.spec).0;
-    let mut lifecycle = Around::new(bundle, plan, &hooks, options.device_cgroup_root)?;
+    let mut lifecycle = Around::new(bundle, plan, &hooks)?;
     let launched = launch(
         plan,
         &bundle.spec,
@@ -44,45 +50,74 @@ pub fn run(
     if let Err(e) = hooks.run(HookPhase::Poststop, &lifecycle.state) {
         eprintln!("warning: {e}");
     }
-    if let Some(cgroup) = lifecycle.cgroup.take() {
+    for cgroup in lifecycle.cgroups.drain(..) {
         cgroup.remove();
     }
     Ok(launched?)
 }
 
-/// The spec's `linux.cgroupsPath`, else `/accelgate-<id>.<launcher pid>` (a bundle directory's
-/// name, the default id, need not be unique).
-fn cgroup_path(spec: &oci_spec::runtime::Spec, id: &str) -> PathBuf {
+/// This process's cgroup in the v1 hierarchy of `controller` (`/` when unknown).
+fn own_cgroup(controller: &str) -> PathBuf {
+    std::fs::read_to_string("/proc/self/cgroup")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|line| {
+            let mut parts = line.splitn(3, ':');
+            let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+            controllers
+                .split(',')
+                .any(|c| c == controller)
+                .then(|| PathBuf::from(path))
+        })
+        .unwrap_or_else(|| PathBuf::from("/"))
+}
+
+/// The sandbox's cgroup in `controller`: the spec's `linux.cgroupsPath` (from the hierarchy's
+/// root, as runc takes it), else `accelgate-<id>.<launcher pid>` under the launcher's own
+/// cgroup there, so that its limits nest in the caller's (a bundle directory's name, the
+/// default id, need not be unique).
+fn cgroup_path(spec: &oci_spec::runtime::Spec, id: &str, controller: &str) -> PathBuf {
     spec.linux()
         .as_ref()
         .and_then(|l| l.cgroups_path().clone())
-        .unwrap_or_else(|| PathBuf::from(format!("/accelgate-{id}.{}", std::process::id())))
+        .unwrap_or_else(|| {
+            own_cgroup(controller).join(format!("accelgate-{id}.{}", std::process::id()))
+        })
 }
+
+/// A cgroup to make once the sandbox's process exists: hierarchy, path in it, writes.
+type Planned = (PathBuf, PathBuf, Vec<(String, String)>);
 
 /// The runtime's side of a launch.
 pub(super) struct Around<'a> {
     pub(super) state: State,
     hooks: &'a Hooks,
-    devices: Option<(PathBuf, PathBuf, Vec<DeviceRule>)>,
-    pub(super) cgroup: Option<DeviceCgroup>,
+    planned: Vec<Planned>,
+    pub(super) cgroups: Vec<Cgroup>,
 }
 
 impl<'a> Around<'a> {
-    /// The device cgroup to make (refused where the spec asks for one the host cannot give)
-    /// and the state hooks will see; NVIDIA toolkit hooks are logged as not run.
+    /// The cgroups to make (refused where the spec asks for what the host cannot give) and
+    /// the state hooks will see; NVIDIA toolkit hooks are logged as not run.
     pub(super) fn new(
         bundle: &Bundle,
         plan: &SandboxPlan,
         hooks: &'a Hooks,
-        device_cgroup_root: Option<PathBuf>,
     ) -> Result<Self, RuntimeError> {
         let spec = &bundle.spec;
         for hook in Hooks::of(spec).1 {
             tracing::info!(%hook, "not run: the plan gives the GPU devices that NVIDIA hook would");
         }
-        let root = device_cgroup_root.unwrap_or_else(|| PathBuf::from(DEVICE_CGROUP_ROOT));
-        let device_rules = if DeviceCgroup::available(&root) {
-            Some(DeviceCgroup::rules(spec, &plan.devices)?)
+        let root = Path::new(CGROUP_ROOT);
+        let mut planned = Vec::new();
+        let devices = root.join("devices");
+        if devices::available(&devices) {
+            let writes = devices::rules(spec, &plan.devices)?
+                .iter()
+                .map(DeviceRule::write)
+                .collect();
+            let path = cgroup_path(spec, &plan.container_id, "devices");
+            planned.push((devices, path, writes));
         } else if spec
             .linux()
             .as_ref()
@@ -93,17 +128,41 @@ impl<'a> Around<'a> {
                 field: "linux.resources.devices".into(),
                 reason: format!(
                     "{} is not a cgroup v1 devices hierarchy, and cgroup v2 device programs are not implemented yet",
-                    root.display()
+                    devices.display()
                 ),
             });
         } else {
             eprintln!(
                 "warning: no device cgroup: {} is not a cgroup v1 devices hierarchy",
-                root.display()
+                devices.display()
             );
-            None
-        };
-        let cgroup_path = cgroup_path(spec, &plan.container_id);
+        }
+        let mut by_controller: BTreeMap<&str, Vec<Limit>> = BTreeMap::new();
+        for limit in limits(spec) {
+            by_controller
+                .entry(limit.controller)
+                .or_default()
+                .push(limit);
+        }
+        for (controller, list) in by_controller {
+            let hierarchy = root.join(controller);
+            // A v1 hierarchy has `tasks`; cgroup v2 has none.
+            if !hierarchy.join("tasks").exists() {
+                return Err(RuntimeError::Unsupported {
+                    field: list[0].field.into(),
+                    reason: format!(
+                        "{} is not a cgroup v1 {controller} hierarchy (cgroup v2 limits are not implemented yet)",
+                        hierarchy.display()
+                    ),
+                });
+            }
+            let writes = list
+                .into_iter()
+                .map(|l| (l.file.to_owned(), l.value))
+                .collect();
+            let path = cgroup_path(spec, &plan.container_id, controller);
+            planned.push((hierarchy, path, writes));
+        }
         Ok(Self {
             state: State::new(
                 plan.container_id.clone(),
@@ -112,8 +171,8 @@ impl<'a> Around<'a> {
                 spec.annotations().clone().unwrap_or_default(),
             ),
             hooks,
-            devices: device_rules.map(|rules| (root, cgroup_path, rules)),
-            cgroup: None,
+            planned,
+            cgroups: Vec::new(),
         })
     }
 }
@@ -121,10 +180,11 @@ impl<'a> Around<'a> {
 impl Lifecycle for Around<'_> {
     fn created(&mut self, pid: Pid) -> Result<(), String> {
         self.state.pid = Some(pid.as_raw());
-        if let Some((root, path, rules)) = self.devices.take() {
-            let cgroup = DeviceCgroup::create(&root, &path, &rules).map_err(|e| e.to_string())?;
+        for (root, path, writes) in std::mem::take(&mut self.planned) {
+            let cgroup =
+                Cgroup::create(&root, &path, &writes).map_err(|e| crate::pci::error_chain(&e))?;
             let added = cgroup.add(pid);
-            self.cgroup = Some(cgroup);
+            self.cgroups.push(cgroup);
             added.map_err(|e| crate::pci::error_chain(&e))?;
         }
         for phase in [
@@ -138,7 +198,6 @@ impl Lifecycle for Around<'_> {
         }
         Ok(())
     }
-
     fn starting(&self, pid: Pid) -> Result<(), String> {
         let mut state = self.state.clone();
         state.pid = Some(pid.as_raw());
