@@ -204,6 +204,30 @@ fn podman_runs_containers_through_accelgate_with_output_exit_status_and_a_termin
         common::stderr(&output)
     );
     assert!(common::stdout(&output).contains("/dev/pts/0"));
+    // Even with CAP_MKNOD (Docker's default set has it), the device cgroup keeps the container
+    // from making or opening a node the plan did not give it.
+    let output = podman.run(&[
+        "run",
+        "--rm",
+        "--cap-add",
+        "MKNOD",
+        "--network",
+        "none",
+        "--security-opt",
+        "seccomp=unconfined",
+        "--rootfs",
+        rootfs.to_str().unwrap(),
+        "/bin/sh",
+        "-c",
+        "mknod /dev/mem2 c 1 1; head -c 1 /dev/mem2 >/dev/null && echo opened; grep CapEff /proc/self/status",
+    ]);
+    let stdout = common::stdout(&output);
+    assert!(!stdout.contains("opened"), "{stdout}");
+    assert!(
+        stdout.contains("CapEff"),
+        "{stdout}{}",
+        common::stderr(&output)
+    );
     let state: Vec<_> = std::fs::read_dir(podman.home.path().join("state"))
         .unwrap()
         .flatten()
