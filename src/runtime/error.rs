@@ -16,8 +16,8 @@ pub enum RuntimeError {
         /// What went wrong (exit status, timeout, spawn error).
         reason: String,
     },
-    /// The device cgroup could not be set up.
-    #[error("device cgroup {path}: {what}")]
+    /// A cgroup could not be set up.
+    #[error("cgroup {path}: {what}")]
     Cgroup {
         /// The cgroup directory.
         path: PathBuf,

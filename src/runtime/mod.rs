@@ -1,7 +1,7 @@
-//! The OCI lifecycle around a sandbox: the device cgroup, the spec's hooks and the state they
-//! are given. `boot` compiles the plan and launches it; this module acts at the points of the
-//! launch that the runtime spec names (`boot::Lifecycle`), and keeps created containers in a
-//! state directory for the runc command line (`create`, `start`, `state`, `kill`, `delete`).
+//! The OCI lifecycle around a sandbox: its cgroups (devices, limits), the spec's hooks and the
+//! state they are given. `boot` compiles the plan and launches it; this module acts at the points
+//! of the launch that the runtime spec names (`boot::Lifecycle`), and keeps created containers in
+//! a state directory for the runc command line (`create`, `start`, `state`, `kill`, `delete`).
 
 mod cgroup;
 mod commands;
