@@ -17,6 +17,7 @@ pub mod fixture;
 pub mod nvproxy;
 pub mod pci;
 pub mod plan;
+pub mod runtime;
 pub mod supervisor;
 pub mod tpuproxy;
 pub mod vfio;

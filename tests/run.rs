@@ -106,8 +106,89 @@ fn a_tpu_v4_sandbox_has_the_planned_mounts_and_nodes() {
         assert!(line.starts_with("crw-rw-rw-"), "{line}");
         assert!(line.contains(&format!("121,   {i}")), "{line}");
     }
-    assert!(!ls.contains("accel4"), "{ls}");
+    assert_eq!(ls.matches(" accel").count(), 4, "{ls}");
     assert_eq!(stats.lines().collect::<Vec<_>>(), ["79:0 666", "1777"]);
+}
+
+#[test]
+fn a_sandbox_gets_only_the_chips_it_asks_for() {
+    privileged!();
+    // tpu-v4-8 has four chips; the sandbox asks for two of them.
+    let output = common::accelgate(
+        &[
+            "run",
+            "--bundle",
+            example("busybox-tpu").to_str().unwrap(),
+            "--root",
+            common::fixture("tpu-v4-8").to_str().unwrap(),
+            "--tpu",
+            "1,3",
+            "--",
+            "ls",
+            "/dev",
+        ],
+        Duration::from_secs(60),
+    );
+    let stdout = common::stdout(&output);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}{}",
+        common::stderr(&output)
+    );
+    let chips: Vec<&str> = stdout.lines().filter(|l| l.starts_with("accel")).collect();
+    assert_eq!(chips, ["accel1", "accel3"], "{stdout}");
+}
+
+#[test]
+fn fixture_numbers_that_are_real_devices_here_are_refused() {
+    privileged!();
+    // A copy of tpu-v5e-8 whose VFIO groups have major 203, which this machine's cpuid
+    // devices (203:0, 203:1) also have.
+    assert!(
+        Path::new("/sys/dev/char/203:0").exists(),
+        "this test needs cpuid's 203:0 on the host"
+    );
+    let host = tempfile::tempdir().unwrap();
+    let root = host.path().join("h");
+    let copied = Command::new("cp")
+        .args(["-a", common::fixture("tpu-v5e-8").to_str().unwrap()])
+        .arg(&root)
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let rewrite = |path: &Path, from: &str, to: &str| {
+        let text = fs::read_to_string(path).unwrap();
+        fs::write(path, text.replace(from, to)).unwrap();
+    };
+    rewrite(&root.join("proc/devices"), "245 vfio", "203 vfio");
+    rewrite(&root.join("dev.list"), " 245:", " 203:");
+    for group in fs::read_dir(root.join("sys/devices/virtual/vfio")).unwrap() {
+        let dev = group.unwrap().path().join("dev");
+        if dev.exists() {
+            rewrite(&dev, "245:", "203:");
+        }
+    }
+    let output = common::accelgate(
+        &[
+            "run",
+            "--bundle",
+            example("busybox").to_str().unwrap(),
+            "--root",
+            root.to_str().unwrap(),
+            "--tpu",
+            "all",
+            "--",
+            "true",
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", common::stderr(&output));
+    assert!(
+        common::stderr(&output).contains("(203:0)"),
+        "{}",
+        common::stderr(&output)
+    );
 }
 
 #[test]
@@ -141,16 +222,11 @@ fn exit_statuses_pass_through() {
             .code(),
         Some(7)
     );
-    assert_eq!(
-        run_sandbox(
-            bundle.dir.path(),
-            Some("cpu-only"),
-            &["sh", "-c", "kill -9 $$"]
-        )
-        .status
-        .code(),
-        Some(137)
-    );
+    // The workload is pid 1 of its namespace: only a signal from outside can kill it.
+    let mut sleeping = spawn_run(bundle.dir.path(), &["sleep", "60"]);
+    let workload = sandbox_process(&sleeping);
+    nix::sys::signal::kill(workload, nix::sys::signal::Signal::SIGKILL).unwrap();
+    assert_eq!(wait_for(&mut sleeping, Duration::from_secs(10)), Some(137));
     let missing = run_sandbox(bundle.dir.path(), Some("cpu-only"), &["/bin/nonexistent"]);
     assert_eq!(
         missing.status.code(),
@@ -176,6 +252,28 @@ fn spawn_run(bundle: &Path, command: &[&str]) -> std::process::Child {
         .unwrap()
 }
 
+/// The sandbox's process (the workload, once started), as the host sees it: the launcher's
+/// child in a pid namespace of its own.
+fn sandbox_process(launcher: &std::process::Child) -> nix::unistd::Pid {
+    let own = fs::read_link("/proc/self/ns/pid").unwrap();
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(10) {
+        let children = fs::read_to_string(format!("/proc/{0}/task/{0}/children", launcher.id()))
+            .unwrap_or_default();
+        for pid in children.split_whitespace() {
+            // Executed: no longer the launcher's copy.
+            let started = fs::read_link(format!("/proc/{pid}/exe"))
+                .is_ok_and(|exe| !exe.ends_with("accelgate"));
+            let ns = fs::read_link(format!("/proc/{pid}/ns/pid")).ok();
+            if started && ns.is_some_and(|ns| ns != own) {
+                return nix::unistd::Pid::from_raw(pid.parse().unwrap());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("the sandbox's workload did not start");
+}
+
 fn wait_for(child: &mut std::process::Child, limit: Duration) -> Option<i32> {
     let started = Instant::now();
     while started.elapsed() < limit {
@@ -192,30 +290,36 @@ fn wait_for(child: &mut std::process::Child, limit: Duration) -> Option<i32> {
 fn sigterm_to_the_launcher_reaches_the_workload() {
     privileged!();
     let bundle = runnable_bundle(|_| {});
-    for (command, expected) in [
-        (vec!["sleep", "60"], 128 + 15),
-        (
-            vec![
-                "sh",
-                "-c",
-                "trap 'exit 42' TERM; echo ready; while :; do sleep 0.1; done",
-            ],
-            42,
-        ),
-    ] {
-        let mut child = spawn_run(bundle.dir.path(), &command);
-        std::thread::sleep(Duration::from_millis(700));
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        )
-        .unwrap();
-        assert_eq!(
-            wait_for(&mut child, Duration::from_secs(10)),
-            Some(expected),
-            "{command:?}"
-        );
-    }
+    let mut child = spawn_run(
+        bundle.dir.path(),
+        &[
+            "sh",
+            "-c",
+            "trap 'exit 42' TERM; echo ready; while :; do sleep 0.1; done",
+        ],
+    );
+    sandbox_process(&child);
+    std::thread::sleep(Duration::from_millis(300));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert_eq!(wait_for(&mut child, Duration::from_secs(10)), Some(42));
+
+    // Like any pid 1 (and as under runc), a workload without a handler ignores it; SIGKILL
+    // from the host ends it, and the launcher (which cleans up) reports it.
+    let mut child = spawn_run(bundle.dir.path(), &["sleep", "60"]);
+    let workload = sandbox_process(&child);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(child.try_wait().unwrap(), None);
+    nix::sys::signal::kill(workload, nix::sys::signal::Signal::SIGKILL).unwrap();
+    assert_eq!(wait_for(&mut child, Duration::from_secs(10)), Some(137));
 }
 
 /// Runs `bundle` and checks that the host's mounts and `canary` look the same afterwards.
@@ -324,6 +428,36 @@ fn a_bind_source_that_is_a_symlink_is_refused() {
 }
 
 #[test]
+fn a_bind_source_in_the_rootfs_never_follows_a_link_out_of_it() {
+    privileged!();
+    let canary = tempfile::tempdir().unwrap();
+    fs::create_dir(canary.path().join("dir")).unwrap();
+    fs::write(canary.path().join("dir/secret"), "host").unwrap();
+    let bundle = runnable_bundle(|spec| {
+        spec["mounts"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"destination": "/data", "type": "bind", "source": "rootfs/link/dir"}));
+    });
+    // The source's parent is a link to a host directory (CVE-2021-25741); inside the rootfs
+    // the same path leads to the rootfs's own copy.
+    symlink(canary.path(), bundle.rootfs().join("link")).unwrap();
+    let inside = bundle
+        .rootfs()
+        .join(canary.path().strip_prefix("/").unwrap())
+        .join("dir");
+    fs::create_dir_all(&inside).unwrap();
+    fs::write(inside.join("secret"), "inside").unwrap();
+    let output = contained(&bundle, canary.path(), &["cat", "/data/secret"]);
+    assert_eq!(
+        common::stdout(&output),
+        "inside",
+        "{}",
+        common::stderr(&output)
+    );
+}
+
+#[test]
 fn a_failure_mid_setup_leaves_nothing_behind() {
     privileged!();
     let canary = tempfile::tempdir().unwrap();
@@ -342,16 +476,14 @@ fn a_failure_mid_setup_leaves_nothing_behind() {
     assert_eq!(output.status.code(), Some(125));
     let stderr = common::stderr(&output);
     assert!(stderr.contains("mount erofs at /broken"), "{stderr}");
-    let leftover = Command::new("pgrep")
-        .args(["-f", &marker])
-        .output()
-        .map(|o| o.stdout)
-        .unwrap_or_default();
-    assert!(
-        leftover.is_empty(),
-        "a process survived: {}",
-        String::from_utf8_lossy(&leftover)
-    );
+    let leftover: Vec<String> = fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|entry| fs::read(entry.path().join("cmdline")).ok())
+        .map(|cmdline| String::from_utf8_lossy(&cmdline).replace('\0', " "))
+        .filter(|cmdline| cmdline.contains(&marker))
+        .collect();
+    assert!(leftover.is_empty(), "a process survived: {leftover:?}");
 }
 
 #[test]
@@ -400,10 +532,11 @@ fn a_user_namespace_gets_the_hosts_nodes_bound() {
         spec["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
     });
     // The rootfs belongs to the namespace's root, as runc also requires.
-    Command::new("chown")
+    let chowned = Command::new("chown")
         .args(["-R", "100000:100000", bundle.rootfs().to_str().unwrap()])
         .status()
         .unwrap();
+    assert!(chowned.success(), "chown the rootfs: {chowned}");
     let output = run_sandbox(
         bundle.dir.path(),
         None,

@@ -37,9 +37,15 @@ impl Bundle {
                 source,
             })?;
         check_device_types(&value)?;
-        // From the text, not the value, so that errors carry a line and column.
+        // From the text, not the value, so that errors carry a line and column, and through
+        // serde_path_to_error so that they name the field (`mounts[0].options`).
+        let mut reader = serde_json::Deserializer::from_str(&text);
         let spec: Spec =
-            serde_json::from_str(&text).map_err(|source| BootError::ParseSpec { path, source })?;
+            serde_path_to_error::deserialize(&mut reader).map_err(|e| BootError::SpecField {
+                path: path.clone(),
+                field: e.path().to_string(),
+                source: e.into_inner(),
+            })?;
         Ok(Self { dir, spec })
     }
 
@@ -122,6 +128,16 @@ mod tests {
         let dir = bundle_with("{ not json");
         let err = Bundle::load(dir.path()).unwrap_err();
         assert!(matches!(err, BootError::ParseSpec { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_type_error_names_the_field_path() {
+        let dir =
+            bundle_with(r#"{"ociVersion":"1.0.2","mounts":[{"destination":"/x","options":"ro"}]}"#);
+        let err = Bundle::load(dir.path()).unwrap_err();
+        let text = crate::pci::error_chain(&err);
+        assert!(text.contains("mounts[0].options"), "{text}");
+        assert!(text.contains("line 1"), "{text}");
     }
 
     #[test]

@@ -10,6 +10,8 @@ use crate::plan::{BindSource, MountOrigin, PlannedMount, SourceKind};
 pub enum CgroupLayout {
     /// cgroup v2 only: one `cgroup2` mount.
     Unified,
+    /// The host tree has no `sys/fs/cgroup` (a fixture may leave it out): no cgroup mount.
+    Absent,
     /// cgroup v1 (or hybrid): one hierarchy per controller directory of `/sys/fs/cgroup`.
     Legacy {
         /// Controller directories (`cpu,cpuacct`, `memory`, `systemd`), sorted, each with the
@@ -20,12 +22,12 @@ pub enum CgroupLayout {
 
 impl CgroupLayout {
     /// Reads the layout from the host's `/sys/fs/cgroup`: `cgroup.controllers` there means
-    /// cgroup v2; controller directories mean v1. A host tree without `/sys/fs/cgroup` is taken
-    /// as v2, which every current kernel offers.
+    /// cgroup v2; controller directories mean v1; an empty one, v2 (every current kernel offers
+    /// it).
     pub fn read(host: &HostRoot) -> Self {
         let tree = host.sys();
         let Ok(Some(dir)) = tree.resolve_optional("fs/cgroup") else {
-            return Self::Unified;
+            return Self::Absent;
         };
         if dir.join("cgroup.controllers").exists() {
             return Self::Unified;
@@ -90,6 +92,7 @@ impl CgroupLayout {
             }
         }
         match self {
+            Self::Absent => Vec::new(),
             Self::Unified => vec![mount(
                 destination.to_path_buf(),
                 "cgroup2",

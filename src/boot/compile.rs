@@ -7,6 +7,7 @@ use super::cgroups::CgroupLayout;
 use super::config::{BootConfig, Settings};
 use super::devices::{DevTree, describe, host_device, spec_device};
 use super::executable::{DEFAULT_PATH, resolve_executable};
+use super::fields::check_supported;
 use super::gpu::{VISIBLE_DEVICES, gpu_request};
 use super::hints::parse_hints;
 use super::mounts::{mandatory_mounts, order_parents_first, readonly_bind, spec_mounts, tmp_mount};
@@ -74,6 +75,9 @@ pub fn compile(
     config: &BootConfig,
 ) -> Result<SandboxPlan, BootError> {
     let spec = &bundle.spec;
+    if !config.applied_elsewhere {
+        check_supported(spec)?;
+    }
     let mut rules = Rules::default();
     let annotations = spec.annotations().clone().unwrap_or_default();
     let settings = Settings::resolve(config, &annotations)?;
@@ -125,6 +129,8 @@ pub fn compile(
             "mount {}: the container's cgroups ({}), sub-cgroup {}",
             destination.display(),
             match &host.cgroups {
+                CgroupLayout::Absent =>
+                    "none: the host tree has no fs/cgroup; not mounted".to_owned(),
                 CgroupLayout::Unified => "cgroup2".to_owned(),
                 CgroupLayout::Legacy { controllers } => {
                     let names: Vec<&str> = controllers.iter().map(|(c, _)| c.as_str()).collect();

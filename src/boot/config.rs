@@ -60,6 +60,10 @@ pub struct BootConfig {
     pub rootfs_image: Option<PathBuf>,
     /// `--tpu`.
     pub tpus: Option<Selection>,
+    /// Another runtime (runc, crun) applies the spec and accelgate only reads it (the seccomp
+    /// agent, for the devices a container was given): fields accelgate cannot apply itself are
+    /// then that runtime's business, not errors.
+    pub applied_elsewhere: bool,
 }
 
 /// The settings in effect: flags first, then annotations, then defaults.

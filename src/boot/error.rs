@@ -26,6 +26,17 @@ pub enum BootError {
         #[source]
         source: serde_json::Error,
     },
+    /// A field of `config.json` has the wrong type or an unknown value.
+    #[error("{path}: {field}")]
+    SpecField {
+        /// The spec file.
+        path: PathBuf,
+        /// The field, in JSON-path style (`mounts[0].options`).
+        field: String,
+        /// The JSON error, with line and column.
+        #[source]
+        source: serde_json::Error,
+    },
     /// A field of the spec has a value accelgate cannot accept.
     #[error("{field}: {reason}")]
     InvalidField {

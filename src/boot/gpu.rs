@@ -9,6 +9,13 @@ use crate::discovery::Discovery;
 use crate::nvproxy::NvidiaGpu;
 use crate::nvproxy::abi::gpu_node_minor;
 
+/// Whether `path` is one of the NVIDIA container toolkit's hooks (the legacy prestart hook or
+/// the CDI hook), whose job, the GPU's device nodes, the plan does itself.
+pub fn nvidia_toolkit_hook(path: &std::path::Path) -> bool {
+    let path = path.to_string_lossy();
+    path.ends_with(LEGACY_HOOK) || path.ends_with(CDI_HOOK)
+}
+
 /// `NVIDIA_VISIBLE_DEVICES`: which GPUs the NVIDIA toolkit's hooks should inject.
 pub const VISIBLE_DEVICES: &str = "NVIDIA_VISIBLE_DEVICES";
 

@@ -1,21 +1,28 @@
 //! `launch`: runs a plan's workload in new namespaces and waits for it.
 //!
 //! ```text
-//! accelgate run (parent)            sandbox init (pid 1, new mnt/pid/ipc/uts[/net/user/cgroup])
+//! accelgate run (parent)            sandbox process (pid 1, new mnt/pid/ipc/uts[/net/user/cgroup])
+//!   (join namespaces given by path)
 //!   clone ───────────────────────►  wait for "go"
-//!   (user ns: write id maps)
-//!   "go" ────────────────────────►  hostname, vfs::apply, pivot_root
-//!                                   fork ─► workload (pid 2): credentials, limits, exec
+//!   (back to its own namespaces; user ns: write id maps; oom_score_adj)
+//!   lifecycle: created ─────────── (the runtime: device cgroup, createRuntime hooks, ...)
+//!   "go" + its host pid ─────────►  hostname, sysctls, vfs::apply, pivot_root, session keyring,
+//!                                   personality, lifecycle: starting, credentials, exec
 //!   read error pipe until EOF  ◄──  set-up or exec errors (the pipe closes on exec)
-//!   forward signals ─────────────►  forward signals to the workload, reap orphans
-//!   wait; exit with its status ◄──  exit with the workload's status (128 + signal if killed)
+//!   lifecycle: started
+//!   forward signals ─────────────►  the workload, pid 1 of its namespace
+//!   wait; exit with its status ◄──  its exit status (128 + signal if killed)
 //! ```
 //!
-//! The workload is not pid 1, so a plain `sleep` receives a forwarded SIGTERM (pid 1 ignores
-//! signals it has no handler for) and zombies are reaped. Everything the sandbox mounts lives in
-//! its mount namespace, so a failure at any step leaves nothing behind: the namespace and every
-//! process in the pid namespace die with init, and init dies with the launcher (`PDEATHSIG`).
+//! The workload is pid 1 of its pid namespace, as with runc: nothing it can reach holds more
+//! than it does (no init keeps the launcher's capabilities, environment or fds). Like any pid 1,
+//! it receives only the signals it has handlers for, and reaps its own orphans. Everything the
+//! sandbox mounts lives in its mount namespace, so a failure at any step leaves nothing behind:
+//! the namespace and every process in the pid namespace die with the workload, and the workload
+//! dies with the launcher (`PDEATHSIG`).
 
+use std::collections::HashMap;
+use std::ffi::CString;
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
@@ -24,14 +31,16 @@ use nix::sched::CloneFlags;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
 use nix::sys::signalfd::SignalFd;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use nix::unistd::{ForkResult, Pid};
-use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use nix::unistd::Pid;
+use oci_spec::runtime::{LinuxNamespaceType, LinuxPersonalityDomain, Spec};
 
 use super::BootError;
 use super::bundle::required_process;
 use super::gate::{GateProcess, GateReport, WorkloadGate};
+use super::lifecycle::Lifecycle;
 use super::process::exec_workload;
-use super::sys::{clone_child, fork_process};
+use super::sys::{clone_child, join_session_keyring};
+use super::terminal::open_terminal;
 use crate::plan::SandboxPlan;
 use crate::supervisor::gate::GateConfig;
 use crate::vfs::{ApplyOptions, RealSys, apply};
@@ -55,6 +64,13 @@ pub struct LaunchOptions {
     /// The host's `/dev`, for binding device nodes where `mknod` is not allowed; `None` on a
     /// fixture host.
     pub host_dev: Option<PathBuf>,
+    /// `create`: the FIFO the sandbox waits on once it is built, until `start` opens it for
+    /// reading; `launch` then returns as soon as the sandbox is created, without waiting, and
+    /// the sandbox outlives the launcher. `None`: run to the end.
+    pub barrier: Option<PathBuf>,
+    /// `process.terminal`: the engine's socket that receives the pty's master; `None` leaves
+    /// stdio as inherited.
+    pub console_socket: Option<PathBuf>,
 }
 
 /// What became of the workload.
@@ -69,6 +85,8 @@ pub enum Outcome {
         /// What failed, naming the step and path.
         message: String,
     },
+    /// `create`: the sandbox is built and waits on its barrier; this is its pid.
+    Created(Pid),
 }
 
 /// What `launch` reports.
@@ -88,37 +106,190 @@ fn signal_set(signals: &[Signal]) -> SigSet {
     set
 }
 
-/// The sandbox needs new namespaces: always mount, pid, ipc and uts; network, user and cgroup
-/// when the spec lists them. Joining an existing namespace by path is refused for now.
-fn clone_flags(spec: &Spec) -> Result<CloneFlags, BootError> {
-    let mut flags = CloneFlags::CLONE_NEWNS
-        | CloneFlags::CLONE_NEWPID
-        | CloneFlags::CLONE_NEWIPC
-        | CloneFlags::CLONE_NEWUTS;
-    let namespaces = spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.namespaces().clone())
-        .unwrap_or_default();
-    for namespace in namespaces {
-        if let Some(path) = namespace.path() {
-            return Err(BootError::InvalidField {
-                field: format!("linux.namespaces[{}].path", namespace.typ()),
-                reason: format!(
-                    "{}: joining an existing namespace is not supported",
-                    path.display()
-                ),
-            });
-        }
-        flags |= match namespace.typ() {
-            LinuxNamespaceType::Network => CloneFlags::CLONE_NEWNET,
-            LinuxNamespaceType::User => CloneFlags::CLONE_NEWUSER,
-            LinuxNamespaceType::Cgroup => CloneFlags::CLONE_NEWCGROUP,
-            _ => CloneFlags::empty(),
-        };
-    }
-    Ok(flags)
+/// The namespaces of the sandbox: new ones as clone flags (always mount, pid, ipc and uts;
+/// network, user and cgroup when the spec lists them), and existing ones to join by path.
+struct Namespaces {
+    flags: CloneFlags,
+    join: Vec<(CloneFlags, PathBuf)>,
 }
+
+fn namespace_flag(typ: LinuxNamespaceType) -> CloneFlags {
+    match typ {
+        LinuxNamespaceType::Mount => CloneFlags::CLONE_NEWNS,
+        LinuxNamespaceType::Pid => CloneFlags::CLONE_NEWPID,
+        LinuxNamespaceType::Ipc => CloneFlags::CLONE_NEWIPC,
+        LinuxNamespaceType::Uts => CloneFlags::CLONE_NEWUTS,
+        LinuxNamespaceType::Network => CloneFlags::CLONE_NEWNET,
+        LinuxNamespaceType::User => CloneFlags::CLONE_NEWUSER,
+        LinuxNamespaceType::Cgroup => CloneFlags::CLONE_NEWCGROUP,
+        LinuxNamespaceType::Time => CloneFlags::empty(),
+    }
+}
+
+impl Namespaces {
+    /// `compile` already refused the types that cannot be joined.
+    fn of(spec: &Spec) -> Self {
+        let mut flags = CloneFlags::CLONE_NEWNS
+            | CloneFlags::CLONE_NEWPID
+            | CloneFlags::CLONE_NEWIPC
+            | CloneFlags::CLONE_NEWUTS;
+        let mut join = Vec::new();
+        let namespaces = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.namespaces().clone())
+            .unwrap_or_default();
+        for namespace in namespaces {
+            let flag = namespace_flag(namespace.typ());
+            match namespace.path() {
+                Some(path) => {
+                    flags.remove(flag);
+                    join.push((flag, path.clone()));
+                }
+                None => flags |= flag,
+            }
+        }
+        Self { flags, join }
+    }
+}
+
+/// The launcher's own namespaces while it sits in those the sandbox joins: `clone` makes the
+/// sandbox's process there (for pid, its children's namespace), with no window in which it
+/// runs outside them. [`Joined::leave`] goes back.
+struct Joined(Vec<(CloneFlags, OwnedFd)>);
+
+impl Joined {
+    fn enter(join: &[(CloneFlags, PathBuf)]) -> Result<Self, BootError> {
+        let mut own = Self(Vec::new());
+        for (flag, path) in join {
+            let open = |path: &std::path::Path| {
+                nix::fcntl::open(
+                    path,
+                    nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+                    nix::sys::stat::Mode::empty(),
+                )
+            };
+            let name = own_namespace_name(*flag);
+            let failed = |what: String, e: nix::errno::Errno, own: Self| {
+                own.leave();
+                BootError::Launch(format!("{what}: {e}"))
+            };
+            let mine = match open(&PathBuf::from(format!("/proc/self/ns/{name}"))) {
+                Ok(fd) => fd,
+                Err(e) => return Err(failed(format!("open /proc/self/ns/{name}"), e, own)),
+            };
+            let target = match open(path) {
+                Ok(fd) => fd,
+                Err(e) => {
+                    return Err(failed(
+                        format!("open the {name} namespace {}", path.display()),
+                        e,
+                        own,
+                    ));
+                }
+            };
+            if let Err(e) = nix::sched::setns(&target, *flag) {
+                return Err(failed(
+                    format!("join the {name} namespace {}", path.display()),
+                    e,
+                    own,
+                ));
+            }
+            own.0.push((*flag, mine));
+        }
+        Ok(own)
+    }
+
+    /// Back to the launcher's own namespaces; a failure here would leave the launcher in the
+    /// container's, so it aborts.
+    fn leave(self) {
+        for (flag, fd) in self.0.into_iter().rev() {
+            if nix::sched::setns(&fd, flag).is_err() {
+                eprintln!("error: cannot return to the launcher's own namespaces");
+                std::process::abort();
+            }
+        }
+    }
+}
+
+fn own_namespace_name(flag: CloneFlags) -> &'static str {
+    match flag {
+        CloneFlags::CLONE_NEWNET => "net",
+        CloneFlags::CLONE_NEWIPC => "ipc",
+        CloneFlags::CLONE_NEWUTS => "uts",
+        CloneFlags::CLONE_NEWPID => "pid_for_children",
+        _ => "cgroup",
+    }
+}
+
+/// What the sandbox's process sets up in its namespaces before the rootfs (from the spec).
+#[derive(Debug, Clone, Default)]
+struct Kernel {
+    hostname: Option<String>,
+    domainname: Option<String>,
+    sysctls: Vec<(String, String)>,
+    linux32: bool,
+    keyring: CString,
+}
+
+impl Kernel {
+    fn of(spec: &Spec, container_id: &str) -> Self {
+        let linux = spec.linux().as_ref();
+        let mut sysctls: Vec<(String, String)> = linux
+            .and_then(|l| l.sysctl().clone())
+            .unwrap_or_default()
+            .into_iter()
+            .collect::<HashMap<_, _>>()
+            .into_iter()
+            .collect();
+        sysctls.sort();
+        Self {
+            hostname: spec.hostname().clone(),
+            domainname: spec.domainname().clone(),
+            sysctls,
+            linux32: linux
+                .and_then(|l| l.personality().as_ref())
+                .is_some_and(|p| p.domain() == LinuxPersonalityDomain::PerLinux32),
+            // Named like runc's, `_ses.` and the container, so that `keyctl show` tells them
+            // apart; a NUL in the id only shortens the name.
+            keyring: CString::new(format!("_ses.{container_id}"))
+                .unwrap_or_else(|_| c"_ses".to_owned()),
+        }
+    }
+
+    /// In the sandbox's namespaces, before the rootfs is built: sysctls are written through the
+    /// host's `/proc/sys` while it is still reachable, and reach this process's namespaces.
+    fn apply_namespaced(&self) -> Result<(), String> {
+        if let Some(name) = &self.hostname {
+            nix::unistd::sethostname(name).map_err(|e| format!("sethostname {name}: {e}"))?;
+        }
+        let domain = self
+            .domainname
+            .iter()
+            .map(|d| ("kernel.domainname".to_owned(), d.clone()));
+        for (key, value) in domain.chain(self.sysctls.iter().cloned()) {
+            let path = format!("/proc/sys/{}", key.replace('.', "/"));
+            std::fs::write(&path, &value).map_err(|e| format!("sysctl {key}={value}: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// After `pivot_root`: a session keyring of its own, and the personality.
+    fn apply_process(&self) -> Result<(), String> {
+        join_session_keyring(&self.keyring)
+            .map_err(|e| format!("join a new session keyring: {e}"))?;
+        if self.linux32 {
+            nix::sys::personality::set(nix::sys::personality::Persona::from_bits_retain(
+                PER_LINUX32,
+            ))
+            .map_err(|e| format!("personality LINUX32: {e}"))?;
+        }
+        Ok(())
+    }
+}
+
+/// `PER_LINUX32` (`linux/personality.h`): a domain, not a flag, so `nix` has no name for it.
+const PER_LINUX32: libc::c_int = 0x0008;
 
 /// Fails unless this process has one thread: `clone` and `fork` copy only the calling thread.
 fn ensure_single_threaded() -> Result<(), BootError> {
@@ -137,22 +308,51 @@ fn ensure_single_threaded() -> Result<(), BootError> {
 }
 
 /// Runs `plan` (compiled from `spec`) and waits for the workload; with `gate`, its
-/// accelerator ioctls go through a supervisor process configured by it.
+/// accelerator ioctls go through a supervisor process configured by it. `lifecycle` is called
+/// at the points the OCI lifecycle names.
 pub fn launch(
     plan: &SandboxPlan,
     spec: &Spec,
     options: &LaunchOptions,
     gate: Option<GateConfig>,
+    lifecycle: &mut dyn Lifecycle,
 ) -> Result<Launched, BootError> {
     ensure_single_threaded()?;
-    let flags = clone_flags(spec)?;
+    if options.barrier.is_some() && gate.is_some() {
+        return Err(BootError::Launch(
+            "the ioctl gate's supervisor lives only as long as `accelgate run`; use run for sandboxes with TPUs".into(),
+        ));
+    }
+    // Held by path now: after pivot_root the sandbox reaches it only as /proc/self/fd/N.
+    let barrier = match &options.barrier {
+        Some(path) => Some(
+            nix::fcntl::open(
+                path,
+                nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .map_err(|e| BootError::Launch(format!("open {}: {e}", path.display())))?,
+        ),
+        None => None,
+    };
+    // Connected now: after pivot_root the sandbox cannot reach the engine's path.
+    let console = match &options.console_socket {
+        Some(path) => Some(std::os::unix::net::UnixStream::connect(path).map_err(|e| {
+            BootError::Launch(format!(
+                "connect to the console socket {}: {e}",
+                path.display()
+            ))
+        })?),
+        None => None,
+    };
+    let namespaces = Namespaces::of(spec);
+    let flags = namespaces.flags;
     let process = required_process(spec)?.clone();
-    let user_namespace = flags.contains(CloneFlags::CLONE_NEWUSER);
+    let kernel = Kernel::of(spec, &plan.container_id);
     let apply_options = ApplyOptions {
         host_dev: options.host_dev.clone(),
-        user_namespace,
+        user_namespace: flags.contains(CloneFlags::CLONE_NEWUSER),
     };
-    let hostname = spec.hostname().clone();
     let pipe = |what: &str| {
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
             .map_err(|e| BootError::Launch(format!("{what} pipe: {e}")))
@@ -166,6 +366,11 @@ pub fn launch(
             (Some(process), Some(workload))
         }
         None => (None, None),
+    };
+    let abort_gate = |gate: Option<GateProcess>| {
+        if let Some(gate) = gate {
+            gate.abort();
+        }
     };
     let pipes = pipe("sync").and_then(|go| Ok((go, pipe("error")?)));
 
@@ -184,9 +389,15 @@ pub fn launch(
             if was_blocked {
                 let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old_mask), None);
             }
-            if let Some(gate) = gate {
-                gate.abort();
-            }
+            abort_gate(gate);
+            return Err(e);
+        }
+    };
+    let joined = match Joined::enter(&namespaces.join) {
+        Ok(joined) => joined,
+        Err(e) => {
+            let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old_mask), None);
+            abort_gate(gate);
             return Err(e);
         }
     };
@@ -195,36 +406,38 @@ pub fn launch(
         let mut go_read = Some(go_read);
         let mut err_write = Some(err_write);
         let mut workload_gate = workload_gate;
+        let sandbox = Sandbox {
+            plan,
+            process: &process,
+            kernel: &kernel,
+            options: &apply_options,
+            barrier: barrier.as_ref().map(std::os::fd::AsRawFd::as_raw_fd),
+            console: console.as_ref().map(std::os::fd::AsRawFd::as_raw_fd),
+            lifecycle: &*lifecycle,
+        };
         // The launcher's copies of what the closure holds close when it is dropped here.
         clone_child(
             flags,
             Box::new(move || {
                 let go = go_read.take().expect("the child runs once");
                 let errors = err_write.take().expect("the child runs once");
-                sandbox_init(
-                    go,
-                    errors,
-                    plan,
-                    &process,
-                    hostname.as_deref(),
-                    &apply_options,
-                    &watched,
-                    workload_gate.take(),
-                )
+                sandbox.run(go, errors, workload_gate.take())
             }),
         )
     };
+    joined.leave();
     let child = match child {
         Ok(pid) => pid,
         Err(e) => {
             let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old_mask), None);
-            if let Some(gate) = gate {
-                gate.abort();
-            }
+            abort_gate(gate);
             return Err(BootError::Launch(format!("clone into new namespaces: {e}")));
         }
     };
-    let result = supervise(child, spec, go_write, err_read, &watched);
+    let detached = options.barrier.is_some();
+    let result = supervise(
+        child, spec, go_write, err_read, &watched, lifecycle, detached,
+    );
     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old_mask), None);
     match result {
         Ok(outcome) => Ok(Launched {
@@ -232,9 +445,7 @@ pub fn launch(
             gate: gate.map(GateProcess::finish),
         }),
         Err(e) => {
-            if let Some(gate) = gate {
-                gate.abort();
-            }
+            abort_gate(gate);
             Err(e)
         }
     }
@@ -247,6 +458,8 @@ fn supervise(
     go: OwnedFd,
     errors: OwnedFd,
     watched: &SigSet,
+    lifecycle: &mut dyn Lifecycle,
+    detached: bool,
 ) -> Result<Outcome, BootError> {
     let abort = |message: String| {
         let _ = kill(child, Signal::SIGKILL);
@@ -262,13 +475,26 @@ fn supervise(
             write_id_maps(child, linux).map_err(|e| abort(format!("write id maps: {e}")))?;
         }
     }
+    if let Some(score) = spec.process().as_ref().and_then(|p| p.oom_score_adj()) {
+        // Inherited by the workload across exec; lowering it needs CAP_SYS_RESOURCE.
+        std::fs::write(format!("/proc/{child}/oom_score_adj"), score.to_string())
+            .map_err(|e| abort(format!("process.oomScoreAdj {score}: {e}")))?;
+    }
+    lifecycle.created(child).map_err(abort)?;
     std::fs::File::from(go)
-        .write_all(b"g")
+        .write_all(format!("{child}\n").as_bytes())
         .map_err(|e| abort(format!("start the sandbox: {e}")))?;
     let mut report = String::new();
     let _ = std::fs::File::from(errors).read_to_string(&mut report);
     let signals = SignalFd::new(watched).map_err(|e| abort(format!("signalfd: {e}")))?;
     let mut failure = parse_failure(&report);
+    if detached && failure.is_none() {
+        // Built and waiting on its barrier; `start` takes it from here.
+        return Ok(Outcome::Created(child));
+    }
+    if failure.is_none() {
+        lifecycle.started(child);
+    }
     loop {
         match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::Exited(_, code)) => {
@@ -320,116 +546,105 @@ fn write_id_maps(child: Pid, linux: &oci_spec::runtime::Linux) -> std::io::Resul
     Ok(())
 }
 
-/// The sandbox's pid 1: waits for "go", builds the filesystem, starts the workload and stays
-/// as its init. Returns only as the process's exit status.
-#[allow(clippy::too_many_arguments)]
-fn sandbox_init(
-    go: OwnedFd,
-    errors: OwnedFd,
-    plan: &SandboxPlan,
-    process: &oci_spec::runtime::Process,
-    hostname: Option<&str>,
-    options: &ApplyOptions,
-    watched: &SigSet,
-    gate: Option<WorkloadGate>,
-) -> isize {
-    let mut errors = std::fs::File::from(errors);
-    let report = |errors: &mut std::fs::File, status: i32, message: &str| {
-        let _ = write!(errors, "{status} {message}");
-        status as isize
-    };
-    // Die with the launcher: no sandbox outlives `accelgate run`. (Had the launcher died before
-    // this, the read below sees the "go" pipe closed.)
-    if nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).is_err() {
-        return report(
-            &mut errors,
-            EXIT_SETUP_FAILED,
-            "set the parent-death signal",
-        );
-    }
-    let mut byte = [0u8; 1];
-    if std::fs::File::from(go).read_exact(&mut byte).is_err() {
-        return report(
-            &mut errors,
-            EXIT_SETUP_FAILED,
-            "the launcher went away before the start",
-        );
-    }
-    if options.user_namespace {
-        // Until now this process kept the launcher's host ids, which the new user namespace
-        // does not map; become its root, so that files it makes belong to someone there.
-        let root = (nix::unistd::Gid::from_raw(0), nix::unistd::Uid::from_raw(0));
-        if let Err(e) = nix::unistd::setresgid(root.0, root.0, root.0)
-            .and_then(|()| nix::unistd::setresuid(root.1, root.1, root.1))
-        {
-            return report(
-                &mut errors,
-                EXIT_SETUP_FAILED,
-                &format!("become root of the user namespace (are uid and gid 0 mapped?): {e}"),
-            );
-        }
-    }
-    if let Some(name) = hostname {
-        if let Err(e) = nix::unistd::sethostname(name) {
-            return report(
-                &mut errors,
-                EXIT_SETUP_FAILED,
-                &format!("sethostname {name}: {e}"),
-            );
-        }
-    }
-    if let Err(e) = apply(plan, &RealSys, options) {
-        return report(&mut errors, EXIT_SETUP_FAILED, &crate::pci::error_chain(&e));
-    }
-    let _ = nix::sys::prctl::set_dumpable(false);
-    let workload = match fork_process() {
-        Ok(ForkResult::Child) => {
-            let Err(failure) = exec_workload(process, plan, gate);
-            let _ = write!(errors, "{} {}", failure.status, failure.message);
-            std::process::exit(failure.status);
-        }
-        Ok(ForkResult::Parent { child }) => {
-            // Only the workload may hold the hand-off socket, so that the supervisor sees it
-            // close if the workload fails before sending the listener.
-            drop(gate);
-            child
-        }
-        Err(e) => {
-            return report(
-                &mut errors,
-                EXIT_SETUP_FAILED,
-                &format!("fork the workload: {e}"),
-            );
-        }
-    };
-    drop(errors);
-    init_loop(workload, watched)
+/// What the sandbox's process needs, borrowed from its copy of the launcher's memory.
+struct Sandbox<'a> {
+    plan: &'a SandboxPlan,
+    process: &'a oci_spec::runtime::Process,
+    kernel: &'a Kernel,
+    options: &'a ApplyOptions,
+    barrier: Option<std::os::fd::RawFd>,
+    console: Option<std::os::fd::RawFd>,
+    lifecycle: &'a dyn Lifecycle,
 }
 
-/// Forwards signals to the workload and reaps every child until the workload exits; its status
-/// (128 + signal when killed) becomes init's.
-fn init_loop(workload: Pid, watched: &SigSet) -> isize {
-    let Ok(signals) = SignalFd::new(watched) else {
-        let _ = kill(workload, Signal::SIGKILL);
-        return EXIT_SETUP_FAILED as isize;
-    };
-    loop {
-        loop {
-            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(pid, code)) if pid == workload => return code as isize,
-                Ok(WaitStatus::Signaled(pid, signal, _)) if pid == workload => {
-                    return 128 + signal as isize;
-                }
-                Ok(WaitStatus::StillAlive) | Err(_) => break,
-                Ok(_) => {}
+impl Sandbox<'_> {
+    /// The sandbox's process: waits for "go", builds the filesystem and becomes the workload.
+    /// Returns only when something failed, as the exit status (also reported on `errors`).
+    fn run(&self, go: OwnedFd, errors: OwnedFd, gate: Option<WorkloadGate>) -> isize {
+        let mut errors = Some(std::fs::File::from(errors));
+        let (status, message) = match self.prepare(go) {
+            Ok((host_pid, terminal)) => match self.wait_for_start(&mut errors) {
+                Ok(()) => match self.lifecycle.starting(host_pid) {
+                    Ok(()) => {
+                        let Err(failure) = exec_workload(self.process, self.plan, gate, terminal);
+                        (failure.status, failure.message)
+                    }
+                    Err(message) => (EXIT_SETUP_FAILED, message),
+                },
+                Err(message) => (EXIT_SETUP_FAILED, message),
+            },
+            Err(message) => (EXIT_SETUP_FAILED, message),
+        };
+        match errors.as_mut() {
+            Some(errors) => {
+                let _ = write!(errors, "{status} {message}");
             }
+            // After `create` returned, nobody reads the pipe; the engine logs stderr.
+            None => eprintln!("error: {message}"),
         }
-        if let Ok(Some(info)) = signals.read_signal() {
-            if let Ok(signal) = Signal::try_from(info.ssi_signo as i32) {
-                if signal != Signal::SIGCHLD {
-                    let _ = kill(workload, signal);
-                }
-            }
+        status as isize
+    }
+
+    /// With a barrier: tells the launcher the sandbox is created (closing the error pipe),
+    /// then waits until `start` opens the FIFO and writes a byte to it.
+    fn wait_for_start(&self, errors: &mut Option<std::fs::File>) -> Result<(), String> {
+        let Some(fifo) = self.barrier else {
+            return Ok(());
+        };
+        if let Some(mut pipe) = errors.take() {
+            pipe.write_all(b"created")
+                .map_err(|e| format!("report the creation: {e}"))?;
         }
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(format!("/proc/self/fd/{fifo}"))
+            .and_then(|mut fifo| fifo.write_all(b"0"))
+            .map_err(|e| format!("wait for start on its exec.fifo: {e}"))
+    }
+
+    /// Everything up to the workload's own set-up; returns the host's pid of this process, and
+    /// the terminal's slave when it has one.
+    fn prepare(&self, go: OwnedFd) -> Result<(Pid, Option<OwnedFd>), String> {
+        // Die with the launcher: no sandbox outlives `accelgate run`. (Had the launcher died
+        // before this, the read below sees the "go" pipe closed.) A created one outlives
+        // `accelgate create` by design.
+        if self.barrier.is_none() {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
+                .map_err(|_| "set the parent-death signal".to_owned())?;
+        }
+        // A line, not to the end: this process holds a copy of the write end too.
+        let mut text = String::new();
+        let mut byte = [0u8; 1];
+        let mut go = std::fs::File::from(go);
+        while go
+            .read(&mut byte)
+            .map_err(|e| format!("read the start: {e}"))?
+            == 1
+            && byte[0] != b'\n'
+        {
+            text.push(char::from(byte[0]));
+        }
+        let host_pid = text
+            .parse()
+            .map(Pid::from_raw)
+            .map_err(|_| "the launcher went away before the start".to_owned())?;
+        if self.options.user_namespace {
+            // Until now this process kept the launcher's host ids, which the new user namespace
+            // does not map; become its root, so that files it makes belong to someone there.
+            let root = (nix::unistd::Gid::from_raw(0), nix::unistd::Uid::from_raw(0));
+            nix::unistd::setresgid(root.0, root.0, root.0)
+                .and_then(|()| nix::unistd::setresuid(root.1, root.1, root.1))
+                .map_err(|e| {
+                    format!("become root of the user namespace (are uid and gid 0 mapped?): {e}")
+                })?;
+        }
+        self.kernel.apply_namespaced()?;
+        apply(self.plan, &RealSys, self.options).map_err(|e| crate::pci::error_chain(&e))?;
+        self.kernel.apply_process()?;
+        let terminal = match self.console {
+            Some(console) => Some(open_terminal(self.process, console)?),
+            None => None,
+        };
+        Ok((host_pid, terminal))
     }
 }

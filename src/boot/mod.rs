@@ -12,15 +12,18 @@ mod config;
 mod devices;
 mod error;
 mod executable;
+mod fields;
 mod gate;
 mod gpu;
 mod hints;
 mod launch;
+mod lifecycle;
 mod mounts;
 mod options;
 mod paths;
 mod process;
 mod sys;
+mod terminal;
 mod tpu;
 
 pub use bundle::Bundle;
@@ -32,9 +35,14 @@ pub use config::{
 };
 pub use error::BootError;
 pub use gate::{GateReport, families, real_devices_behind};
-pub use gpu::{DRIVER_CAPABILITIES, VISIBLE_DEVICES, parse_capabilities, parse_visible_devices};
+pub use gpu::{
+    DRIVER_CAPABILITIES, VISIBLE_DEVICES, nvidia_toolkit_hook, parse_capabilities,
+    parse_visible_devices,
+};
 pub use hints::MOUNT_HINT_PREFIX;
 pub use launch::{EXIT_SETUP_FAILED, FORWARDED_SIGNALS, LaunchOptions, Launched, Outcome, launch};
+pub use lifecycle::Lifecycle;
+pub use options::known_options as mount_options;
 pub use paths::clean_absolute;
 pub use process::rlimit_resource;
 

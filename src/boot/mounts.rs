@@ -10,7 +10,7 @@ use super::options;
 use super::paths::{clean_absolute, is_proper_ancestor};
 use super::{BootError, Bundle, Rules};
 use crate::plan::{Access, BindSource, MountOrigin, PlannedMount, SharedVolume, SourceKind};
-use crate::vfs::{FileKind, RootDir};
+use crate::vfs::{FileKind, RootDir, VfsError};
 
 /// Filesystem types accelgate mounts. Anything else is skipped with a rule, as gVisor does.
 pub const KNOWN_TYPES: [&str; 11] = [
@@ -214,13 +214,25 @@ pub fn spec_mounts(
                 ));
             }
             _ if fs_type == "bind" => {
-                let host = bundle.host_path(Path::new(&source));
                 if source.is_empty() {
                     return Err(BootError::InvalidField {
                         field: field("source"),
                         reason: "a bind mount needs a source".into(),
                     });
                 }
+                let host = bundle.host_path(Path::new(&source));
+                let host = match in_rootfs(bundle, &host)? {
+                    Some(inside) => {
+                        rules.add(format!(
+                            "mount {}: bind source {} is in the rootfs; resolved inside it: {}",
+                            destination.display(),
+                            host.display(),
+                            inside.display()
+                        ));
+                        inside
+                    }
+                    None => host,
+                };
                 let meta = std::fs::metadata(&host).map_err(|e| BootError::HostPath {
                     what: format!("bind source of {}", destination.display()),
                     path: host.clone(),
@@ -328,6 +340,52 @@ pub fn mandatory_mounts(
         ));
     }
     mounts
+}
+
+/// A bind source under the bundle's rootfs belongs to the container: it is resolved inside the
+/// rootfs (symlinks followed as the container would see them, never out of it), so that a link
+/// in its path cannot bind a host directory (the CVE-2021-25741 class). Returns the resolved
+/// host path, or `None` for a source outside the rootfs.
+fn in_rootfs(bundle: &Bundle, source: &Path) -> Result<Option<PathBuf>, BootError> {
+    let Some(root) = bundle.spec.root().as_ref() else {
+        return Ok(None);
+    };
+    let given = bundle.host_path(root.path());
+    let lexical = |path: &Path| clean_absolute(&path.to_string_lossy()).ok();
+    let Some(source) = lexical(source) else {
+        return Ok(None);
+    };
+    let Ok(real_root) = std::fs::canonicalize(&given) else {
+        return Ok(None);
+    };
+    let relative = [lexical(&given), Some(real_root.clone())]
+        .into_iter()
+        .flatten()
+        .find_map(|rootfs| source.strip_prefix(&rootfs).ok().map(Path::to_path_buf));
+    let Some(relative) = relative else {
+        return Ok(None);
+    };
+    let host_error = |e: VfsError| BootError::HostPath {
+        what: "bind source in the rootfs".into(),
+        path: source.clone(),
+        source: std::io::Error::other(e.to_string()),
+    };
+    let fd = RootDir::open(&real_root)
+        .and_then(|dir| {
+            dir.open_at(
+                &relative,
+                nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_NOFOLLOW,
+            )
+        })
+        .map_err(host_error)?;
+    let link = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
+    std::fs::read_link(&link)
+        .map(Some)
+        .map_err(|source| BootError::HostPath {
+            what: "bind source in the rootfs".into(),
+            path: relative,
+            source,
+        })
 }
 
 /// Orders mounts parents-first with a stable order: a mount moves only when one of its

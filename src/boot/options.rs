@@ -51,6 +51,14 @@ const PROPAGATION: [&str; 8] = [
     "runbindable",
 ];
 
+/// The mount flags, propagation and bind options accelgate understands (for `features`).
+pub fn known_options() -> Vec<&'static str> {
+    let mut names: Vec<&str> = FLAGS.iter().map(|(name, _)| *name).collect();
+    names.extend(PROPAGATION);
+    names.extend(["bind", "rbind"]);
+    names
+}
+
 /// `key=value` data each filesystem takes, and bare words it takes as data.
 fn filesystem_data(fs_type: &str) -> (&'static [&'static str], &'static [&'static str]) {
     match fs_type {

@@ -3,6 +3,7 @@
 use std::collections::HashSet;
 use std::convert::Infallible;
 use std::ffi::CString;
+use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::str::FromStr;
 
@@ -12,6 +13,7 @@ use oci_spec::runtime::{Capabilities, Process};
 
 use super::gate::WorkloadGate;
 use super::sys::cloexec_from;
+use super::terminal::take_terminal;
 use crate::plan::SandboxPlan;
 
 /// Why the workload could not be started, and the exit status that stands for it (126: found
@@ -44,7 +46,7 @@ pub fn environment(process: &Process, plan: &SandboxPlan) -> Vec<String> {
 ///
 /// Order matters: the working directory is entered and checked first (it must resolve inside
 /// the container: CVE-2024-21626 reached the host through a leaked fd as cwd), then limits, the
-/// bounding set, the ioctl gate's filter (while `CAP_SYS_ADMIN` still allows it without
+/// bounding set (after a new session: the terminal, when there is one), the ioctl gate's filter (while `CAP_SYS_ADMIN` still allows it without
 /// `no_new_privs`, so that a spec that wants setuid programs to work keeps them), groups and ids
 /// (keeping capabilities across the id change), the capability sets, `no_new_privs`, every fd
 /// but stdio marked close-on-exec, and exec.
@@ -52,6 +54,7 @@ pub fn exec_workload(
     process: &Process,
     plan: &SandboxPlan,
     gate: Option<WorkloadGate>,
+    terminal: Option<OwnedFd>,
 ) -> Result<Infallible, ExecFailure> {
     let setup = |what: &str, e: &dyn std::fmt::Display| failure(125, format!("{what}: {e}"));
     let cwd = &plan.process.cwd;
@@ -87,6 +90,9 @@ pub fn exec_workload(
         }
     }
     nix::unistd::setsid().map_err(|e| setup("setsid", &e))?;
+    if let Some(slave) = terminal {
+        take_terminal(slave).map_err(|e| failure(125, e))?;
+    }
 
     let user = process.user();
     let caps = process.capabilities().clone().unwrap_or_default();
@@ -140,8 +146,13 @@ pub fn exec_workload(
     }
     if let Some(ambient) = caps.ambient() {
         for cap in to_caps(ambient).map_err(|e| failure(125, e))? {
-            caps::raise(None, caps::CapSet::Ambient, cap)
-                .map_err(|e| setup(&format!("raise ambient {cap}"), &e))?;
+            // The kernel raises an ambient capability only if it is permitted and inheritable;
+            // runc's own default spec asks for ones that are not, and runc and crun skip them.
+            if caps::raise(None, caps::CapSet::Ambient, cap).is_err() {
+                eprintln!(
+                    "warning: process.capabilities.ambient: {cap} skipped; it is not both permitted and inheritable"
+                );
+            }
         }
     }
     if process.no_new_privileges().unwrap_or(false) {

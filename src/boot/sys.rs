@@ -57,3 +57,23 @@ pub fn cloexec_from(first: u32) -> std::io::Result<()> {
         Ok(())
     }
 }
+
+/// `KEYCTL_JOIN_SESSION_KEYRING` (`linux/keyctl.h`), which `libc` does not name.
+const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+
+/// Gives this process a new session keyring called `name`, so that the workload cannot reach
+/// the caller's keys (as runc does). Returns `Ok(false)` where the kernel has no keyrings.
+pub fn join_session_keyring(name: &std::ffi::CStr) -> std::io::Result<bool> {
+    // SAFETY: keyctl reads the NUL-terminated name, which outlives the call, and nothing else.
+    let ret =
+        unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name.as_ptr()) };
+    if ret >= 0 {
+        return Ok(true);
+    }
+    let error = std::io::Error::last_os_error();
+    if error.raw_os_error() == Some(libc::ENOSYS) {
+        Ok(false)
+    } else {
+        Err(error)
+    }
+}

@@ -7,6 +7,7 @@ mod cdi;
 mod daemon;
 mod discover;
 mod inspect;
+mod oci;
 mod plan;
 mod profile;
 mod run;
@@ -32,6 +33,9 @@ Examples:
   accelgate daemon --socket /run/accelgate/agent.sock   # the OCI seccomp agent for runc, crun
   accelgate seccomp-profile --socket /run/accelgate/agent.sock
   accelgate ps; accelgate stats ID
+  accelgate --root /run/accelgate create --bundle examples/busybox --pid-file /tmp/c1.pid c1
+  accelgate start c1; accelgate state c1; accelgate delete --force c1
+  podman --runtime $(command -v accelgate) run --rm --rootfs /path/to/rootfs sh -c 'exit 3'
 
 Environment:
   RUST_LOG   log filter (tracing syntax) when --log-level is not given";
@@ -43,6 +47,28 @@ pub struct Cli {
     /// Log level on stderr: error, warn, info, debug or trace [default: $RUST_LOG, else warn]
     #[arg(long, global = true, value_name = "LEVEL", value_parser = ["error", "warn", "info", "debug", "trace"])]
     log_level: Option<String>,
+
+    /// runc's state directory, for create, start, state, kill, delete and list (given before
+    /// the command) [default: /run/accelgate]. Not the host root that plan and run take after
+    /// theirs
+    #[arg(long = "root", value_name = "DIR")]
+    state_root: Option<PathBuf>,
+
+    /// Also record errors of the runc commands in FILE (as container engines ask)
+    #[arg(long, value_name = "FILE")]
+    log: Option<PathBuf>,
+
+    /// How --log records them: text or json
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = oci::LogFormat::Text)]
+    log_format: oci::LogFormat,
+
+    /// Log at debug level (runc's --debug; the same as --log-level debug)
+    #[arg(long)]
+    debug: bool,
+
+    /// Use systemd's cgroup manager: refused (accelgate manages cgroupfs itself)
+    #[arg(long)]
+    systemd_cgroup: bool,
 
     #[command(subcommand)]
     command: Command,
@@ -58,6 +84,16 @@ enum Command {
     SeccompProfile(profile::ProfileArgs),
     Ps(inspect::PsArgs),
     Stats(inspect::StatsArgs),
+    Create(oci::CreateArgs),
+    /// Start a created container's process
+    Start(oci::IdArgs),
+    /// Print a container's OCI state (JSON)
+    State(oci::IdArgs),
+    Kill(oci::KillArgs),
+    Delete(oci::DeleteArgs),
+    List(oci::ListArgs),
+    /// Print the runtime-spec features document (JSON)
+    Features,
 }
 
 /// Exit status for a host that cannot be read or another runtime failure.
@@ -75,7 +111,18 @@ pub fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { EXIT_USAGE } else { 0 });
         }
     };
-    init_logging(cli.log_level.as_deref());
+    let level = if cli.debug {
+        Some("debug")
+    } else {
+        cli.log_level.as_deref()
+    };
+    init_logging(level);
+    let globals = oci::Globals {
+        root: cli.state_root,
+        log: cli.log,
+        log_format: cli.log_format,
+        systemd_cgroup: cli.systemd_cgroup,
+    };
     match cli.command {
         Command::Discover(args) => discover::run(&args),
         Command::Plan(args) => plan::run(&args),
@@ -85,6 +132,13 @@ pub fn main() -> ExitCode {
         Command::SeccompProfile(args) => profile::run(&args),
         Command::Ps(args) => inspect::ps(&args),
         Command::Stats(args) => inspect::stats(&args),
+        Command::Create(args) => oci::create(&globals, &args),
+        Command::Start(args) => oci::start(&globals, &args),
+        Command::State(args) => oci::state(&globals, &args),
+        Command::Kill(args) => oci::kill(&globals, &args),
+        Command::Delete(args) => oci::delete(&globals, &args),
+        Command::List(args) => oci::list(&globals, &args),
+        Command::Features => oci::features(),
     }
 }
 

@@ -62,6 +62,21 @@ pub struct SandboxArgs {
     tpu: Option<Selection>,
 }
 
+impl SandboxArgs {
+    /// The running host, `bundle`, the container `id` and no other settings: what a container
+    /// engine gives (`create --bundle DIR ID`).
+    pub fn engine(bundle: PathBuf, id: String) -> Self {
+        Self {
+            bundle,
+            root: None,
+            id: Some(id),
+            overlay: None,
+            rootfs_image: None,
+            tpu: None,
+        }
+    }
+}
+
 /// Loads the bundle (with `args` replacing `process.args` when given) and the host, and
 /// compiles the plan; errors are reported and become the exit status.
 pub fn build(
@@ -93,6 +108,7 @@ pub fn build(
         overlay: sandbox.overlay.clone(),
         rootfs_image: sandbox.rootfs_image.clone(),
         tpus: sandbox.tpu.clone(),
+        applied_elsewhere: false,
     };
     let plan = compile(&bundle, &snapshot, &config)
         .map_err(|e| super::fail(&format!("cannot plan {}", bundle.dir.display()), &e))?;

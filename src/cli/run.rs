@@ -5,10 +5,10 @@ use clap::Args;
 
 use super::plan::{SandboxArgs, build};
 use crate::boot::{
-    GateReport, HostSnapshot, LaunchOptions, Launched, Outcome, families, launch,
-    real_devices_behind,
+    GateReport, HostSnapshot, LaunchOptions, Launched, Outcome, families, real_devices_behind,
 };
 use crate::plan::SandboxPlan;
+use crate::runtime::RunOptions;
 use crate::supervisor::simulator::Simulator;
 use crate::supervisor::{Gate, GateConfig, Mode, SandboxConfig, Threads};
 
@@ -19,9 +19,12 @@ Examples:
   accelgate run --bundle examples/busybox --overlay memory -- sh -c 'touch /x && ls /x'
   accelgate run --root fixtures/sysfs/tpu-v5e-8 --simulate --bundle examples/tpu-probe --stats -- /tpu-probe vfio
 
-Needs root. The workload runs as pid 2 of new mount, pid, ipc and uts namespaces (network, user
-and cgroup ones when the spec lists them) under a small init that forwards SIGINT, SIGTERM,
-SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 and reaps orphans.
+Needs root. The workload runs as pid 1 of new mount, pid, ipc and uts namespaces (network, user
+and cgroup ones when the spec lists them, or those given by path), as with runc: SIGINT,
+SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 are forwarded to it, and like any pid 1 it gets
+only those it has a handler for. A cgroup v1 device cgroup lets it open only its planned
+device nodes; the spec's hooks run at their points; spec fields accelgate does not implement
+are refused by name (docs/run.md).
 
 When the sandbox gets TPUs (or --simulate), its gasket and VFIO ioctls go through the ioctl
 gate (docs/gate.md): a seccomp filter sends them to a supervisor process that allows, emulates
@@ -132,17 +135,40 @@ pub fn run(args: &RunArgs) -> ExitCode {
         Ok(built) => built,
         Err(code) => return code,
     };
+    if args.sandbox.root.is_some() && !args.simulate {
+        let registry = match host.discovery.registry() {
+            Ok(registry) => registry,
+            Err(e) => return super::fail("the host's device numbers", &e),
+        };
+        let real = real_devices_behind(&plan, &registry, Path::new("/sys"));
+        if !real.is_empty() {
+            eprintln!(
+                "error: --root: this machine has real devices at the numbers of {}; the sandbox's nodes would reach them (use --simulate, or a fixture whose numbers are free here)",
+                real.join(", ")
+            );
+            return ExitCode::from(1);
+        }
+    }
     let gate = match gate_config(args, &plan, &host) {
         Ok(gate) => gate,
         Err(code) => return code,
     };
     // Device nodes can be bound from the host's /dev only on the real host.
     let host_dev = args.sandbox.root.is_none().then(|| PathBuf::from("/dev"));
-    match launch(&plan, &bundle.spec, &LaunchOptions { host_dev }, gate) {
+    let options = RunOptions {
+        launch: LaunchOptions {
+            host_dev,
+            ..LaunchOptions::default()
+        },
+        gate,
+    };
+    match crate::runtime::run(&bundle, &plan, options) {
         Ok(Launched { outcome, gate }) => {
             report_gate(args, gate.as_ref());
             match outcome {
                 Outcome::Exited(status) => ExitCode::from(status.clamp(0, 255) as u8),
+                // Only `create` asks for a barrier.
+                Outcome::Created(_) => ExitCode::SUCCESS,
                 Outcome::Failed { status, message } => {
                     eprintln!("error: {message}");
                     ExitCode::from(status.clamp(0, 255) as u8)

@@ -32,8 +32,10 @@ pub fn granted(
         source: Box::new(source),
     };
     let bundle = Bundle::load(&container.bundle).map_err(failed)?;
+    // runc or crun applies the spec; the gate only needs to know what the container was given.
     let config = BootConfig {
         container_id: container.id.clone(),
+        applied_elsewhere: true,
         ..Default::default()
     };
     let plan = compile(&bundle, host, &config).map_err(failed)?;
