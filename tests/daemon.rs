@@ -10,7 +10,6 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::Once;
 use std::time::{Duration, Instant};
 
 use common::TempBundle;
@@ -31,30 +30,6 @@ fn accelgate() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_accelgate"));
     command.env_remove("RUST_LOG");
     command
-}
-
-/// Builds examples/tpu-probe/tpu-probe when missing or stale, as tests/gate.rs does.
-fn probe() -> PathBuf {
-    static BUILD: Once = Once::new();
-    let dir = repo().join("examples/tpu-probe");
-    let binary = dir.join("tpu-probe");
-    BUILD.call_once(|| {
-        let source = dir.join("tpu-probe.c");
-        let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-        if modified(&binary) >= modified(&source) {
-            return;
-        }
-        let temporary = dir.join(format!("tpu-probe.tmp.{}", std::process::id()));
-        let status = Command::new("cc")
-            .args(["-static", "-O2", "-pthread", "-o"])
-            .arg(&temporary)
-            .arg(&source)
-            .status()
-            .expect("run cc (install gcc and libc6-dev: scripts/setup)");
-        assert!(status.success(), "building {} failed", source.display());
-        std::fs::rename(&temporary, &binary).unwrap();
-    });
-    binary
 }
 
 /// A running `accelgate daemon` for a fixture host, killed and reaped when dropped.
@@ -202,7 +177,7 @@ fn fixture_devices(fixture: &str) -> serde_json::Value {
 /// examples/tpu-probe's bundle running `args`, with the daemon's profile and the fixture's
 /// nodes.
 fn bundle(daemon: &Daemon, args: &[&str]) -> TempBundle {
-    let binary = probe();
+    let binary = common::probe();
     let profile = daemon.profile();
     let devices = fixture_devices(daemon.fixture);
     TempBundle::new(|spec| {

@@ -8,7 +8,6 @@ use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::Once;
 use std::time::{Duration, Instant};
 
 use accelgate::accel::abi::{V4_INTERRUPT_OFFSETS, V4LITE_INTERRUPT_OFFSETS};
@@ -26,38 +25,13 @@ fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Builds examples/tpu-probe/tpu-probe when it is missing or older than its source (as
-/// scripts/setup does), atomically, so that concurrent test binaries never run half a file.
-fn probe() -> PathBuf {
-    static BUILD: Once = Once::new();
-    let dir = repo().join("examples/tpu-probe");
-    let binary = dir.join("tpu-probe");
-    BUILD.call_once(|| {
-        let source = dir.join("tpu-probe.c");
-        let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-        if modified(&binary) >= modified(&source) {
-            return;
-        }
-        let temporary = dir.join(format!("tpu-probe.tmp.{}", std::process::id()));
-        let status = Command::new("cc")
-            .args(["-static", "-O2", "-pthread", "-o"])
-            .arg(&temporary)
-            .arg(&source)
-            .status()
-            .expect("run cc (install gcc and libc6-dev: scripts/setup)");
-        assert!(status.success(), "building {} failed", source.display());
-        std::fs::rename(&temporary, &binary).unwrap();
-    });
-    binary
-}
-
 fn example() -> PathBuf {
     repo().join("examples/tpu-probe")
 }
 
 /// The example bundle with absolute paths and `edit` applied, in a temporary directory.
 fn probe_bundle(edit: impl FnOnce(&mut serde_json::Value)) -> TempBundle {
-    let binary = probe();
+    let binary = common::probe();
     TempBundle::new(|spec| {
         *spec =
             serde_json::from_str(&std::fs::read_to_string(example().join("config.json")).unwrap())
@@ -249,7 +223,7 @@ struct WaitingProbe {
 
 impl WaitingProbe {
     fn start(expect: &str) -> Self {
-        probe();
+        common::probe();
         let mut launcher = Command::new(env!("CARGO_BIN_EXE_accelgate"))
             .args(["run", "--root"])
             .arg(common::fixture("tpu-v4-8"))

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::DaemonError;
 use super::state::ProcessState;
-use super::sys::recv_with_fds;
+use crate::supervisor::handoff::recv_with_fds;
 
 /// The most a state may take: annotations can be long, but not this long.
 const MAX_MESSAGE: usize = 1 << 20;

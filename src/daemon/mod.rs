@@ -15,7 +15,6 @@ mod error;
 mod profile;
 mod server;
 mod state;
-mod sys;
 
 pub use containers::{ContainerInfo, KEPT_EXITED, PS_SCHEMA, Ps};
 pub use control::{DEFAULT_CONTROL, Request, Response, request};

@@ -108,3 +108,13 @@ pub fn install_and_send(program: &[SockFilter], socket: OwnedFd) -> Result<(), H
 pub fn receive_listener(socket: BorrowedFd<'_>) -> Result<Option<OwnedFd>, HandoffError> {
     sys::recv_fd(socket).map_err(|e| HandoffError::Socket(errno_of(&e)))
 }
+
+/// One message on a unix socket and the fds that came with it, owned (unwanted ones are
+/// closed when dropped): how the seccomp agent daemon takes a runtime's container state and
+/// listener (`listenerPath`), which come in one message.
+pub fn recv_with_fds(
+    socket: BorrowedFd<'_>,
+    buffer: &mut [u8],
+) -> std::io::Result<(usize, Vec<OwnedFd>)> {
+    sys::recv_with_fds(socket, buffer)
+}

@@ -212,33 +212,44 @@ pub fn send_fd(socket: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> io::Result<()> {
     .map_err(io::Error::from)
 }
 
-/// Receives one fd sent with [`send_fd`]; `None` at end of file (the sender closed its end).
-pub fn recv_fd(socket: BorrowedFd<'_>) -> io::Result<Option<OwnedFd>> {
-    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
-    let mut byte = [0u8; 1];
-    let mut iov = [io::IoSliceMut::new(&mut byte)];
-    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+/// Fds accepted with one message; more are closed.
+const MAX_FDS: usize = 8;
+
+/// One `recvmsg` on `socket`: the bytes read into `buffer` (0 at end of stream) and the fds
+/// that came with them, owned (so that unwanted ones are closed).
+pub fn recv_with_fds(
+    socket: BorrowedFd<'_>,
+    buffer: &mut [u8],
+) -> io::Result<(usize, Vec<OwnedFd>)> {
+    let mut iov = [io::IoSliceMut::new(buffer)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; MAX_FDS]);
     let message = loop {
-        match recvmsg::<()>(
+        match nix::sys::socket::recvmsg::<()>(
             socket.as_raw_fd(),
             &mut iov,
             Some(&mut space),
-            MsgFlags::MSG_CMSG_CLOEXEC,
+            nix::sys::socket::MsgFlags::MSG_CMSG_CLOEXEC,
         ) {
             Err(nix::errno::Errno::EINTR) => {}
             other => break other?,
         }
     };
-    let mut received = None;
+    let mut fds = Vec::new();
     for cmsg in message.cmsgs()? {
-        if let ControlMessageOwned::ScmRights(fds) = cmsg {
-            for fd in fds {
-                // SAFETY: SCM_RIGHTS installed `fd` in this process just now; nothing else owns
-                // it. Extra fds (none are sent) are owned and closed too.
-                let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-                received.get_or_insert(fd);
+        if let nix::sys::socket::ControlMessageOwned::ScmRights(received) = cmsg {
+            for fd in received {
+                // SAFETY: SCM_RIGHTS installed `fd` in this process just now; nothing else
+                // owns it.
+                fds.push(unsafe { OwnedFd::from_raw_fd(fd) });
             }
         }
     }
-    Ok(received)
+    Ok((message.bytes, fds))
+}
+
+/// Receives one fd sent with [`send_fd`]; `None` at end of file (the sender closed its end).
+/// Extra fds (none are sent) are closed.
+pub fn recv_fd(socket: BorrowedFd<'_>) -> io::Result<Option<OwnedFd>> {
+    let (_, fds) = recv_with_fds(socket, &mut [0u8; 1])?;
+    Ok(fds.into_iter().next())
 }

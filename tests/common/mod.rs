@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::Once;
 use std::time::{Duration, Instant};
 
 /// `fixtures/sysfs` in this checkout.
@@ -234,4 +235,29 @@ pub fn run_sandbox(bundle: &Path, root: Option<&str>, command: &[&str]) -> Outpu
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     accelgate(&args, Duration::from_secs(60))
+}
+
+/// Builds examples/tpu-probe/tpu-probe when it is missing or older than its source (as
+/// scripts/setup does), atomically, so that concurrent test binaries never run half a file.
+pub fn probe() -> PathBuf {
+    static BUILD: Once = Once::new();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/tpu-probe");
+    let binary = dir.join("tpu-probe");
+    BUILD.call_once(|| {
+        let source = dir.join("tpu-probe.c");
+        let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+        if modified(&binary) >= modified(&source) {
+            return;
+        }
+        let temporary = dir.join(format!("tpu-probe.tmp.{}", std::process::id()));
+        let status = Command::new("cc")
+            .args(["-static", "-O2", "-pthread", "-o"])
+            .arg(&temporary)
+            .arg(&source)
+            .status()
+            .expect("run cc (install gcc and libc6-dev: scripts/setup)");
+        assert!(status.success(), "building {} failed", source.display());
+        std::fs::rename(&temporary, &binary).unwrap();
+    });
+    binary
 }
