@@ -268,28 +268,10 @@ fn podman_limits_reach_the_containers_cgroups_and_rm_force_ends_it() {
     let id = common::stdout(&started).trim().to_owned();
     let inspect = podman.run(&["inspect", "--format", "{{.State.Pid}}", &id]);
     let pid = common::stdout(&inspect).trim().to_owned();
-    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
     let read = |controller: &str, file: &str| {
-        let path = cgroups
-            .lines()
-            .find_map(|l| {
-                let mut parts = l.splitn(3, ':');
-                let (_, names, path) = (parts.next()?, parts.next()?, parts.next()?);
-                names
-                    .split(',')
-                    .any(|n| n == controller)
-                    .then(|| path.to_owned())
-            })
-            .unwrap();
-        let dir = Path::new("/sys/fs/cgroup")
-            .join(controller)
-            .join(path.trim_start_matches('/'));
         (
-            dir.clone(),
-            std::fs::read_to_string(dir.join(file))
-                .unwrap()
-                .trim()
-                .to_owned(),
+            common::cgroup_v1_dir(&pid, controller),
+            common::cgroup_v1_read(&pid, controller, file),
         )
     };
     let (memory, limit) = read("memory", "memory.limit_in_bytes");

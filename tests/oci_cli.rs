@@ -372,29 +372,9 @@ fn memory_pids_and_cpu_limits_are_set_in_cgroups_that_go_with_the_container() {
         stderr()
     );
     let pid = state(&state_dir, &log, &id)["pid"].as_i64().unwrap();
-    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
-    let dir = |controller: &str| {
-        let path = cgroups
-            .lines()
-            .find_map(|l| {
-                let mut parts = l.splitn(3, ':');
-                let (_, names, path) = (parts.next()?, parts.next()?, parts.next()?);
-                names
-                    .split(',')
-                    .any(|n| n == controller)
-                    .then(|| path.to_owned())
-            })
-            .unwrap();
-        Path::new("/sys/fs/cgroup")
-            .join(controller)
-            .join(path.trim_start_matches('/'))
-    };
-    let read = |controller: &str, file: &str| {
-        std::fs::read_to_string(dir(controller).join(file))
-            .unwrap()
-            .trim()
-            .to_owned()
-    };
+    let pid = pid.to_string();
+    let dir = |controller: &str| common::cgroup_v1_dir(&pid, controller);
+    let read = |controller: &str, file: &str| common::cgroup_v1_read(&pid, controller, file);
     assert_eq!(read("memory", "memory.limit_in_bytes"), "67108864");
     assert_eq!(read("pids", "pids.max"), "42");
     assert_eq!(read("cpu", "cpu.shares"), "512");

@@ -261,3 +261,30 @@ pub fn probe() -> PathBuf {
     });
     binary
 }
+
+/// The v1 cgroup directory of process `pid` for `controller`, on the host.
+pub fn cgroup_v1_dir(pid: &str, controller: &str) -> PathBuf {
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let path = cgroups
+        .lines()
+        .find_map(|l| {
+            let mut parts = l.splitn(3, ':');
+            let (_, names, path) = (parts.next()?, parts.next()?, parts.next()?);
+            names
+                .split(',')
+                .any(|n| n == controller)
+                .then(|| path.to_owned())
+        })
+        .unwrap_or_else(|| panic!("process {pid} has no {controller} cgroup"));
+    Path::new("/sys/fs/cgroup")
+        .join(controller)
+        .join(path.trim_start_matches('/'))
+}
+
+/// A file of process `pid`'s v1 `controller` cgroup, trimmed.
+pub fn cgroup_v1_read(pid: &str, controller: &str, file: &str) -> String {
+    std::fs::read_to_string(cgroup_v1_dir(pid, controller).join(file))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
