@@ -271,6 +271,7 @@ fn scenario(scenario: Scenario, sync_wake_up: bool, pinned: bool) {
                             name: "bench".into(),
                             mode: Mode::Enforce,
                             simulator,
+                            granted: None,
                         },
                         threads: Threads {
                             sync_wake_up,

@@ -66,6 +66,21 @@ pub fn real_devices_behind(
         .collect()
 }
 
+/// The plan's accelerator nodes, as device numbers: what the gate lets the sandbox's ioctls
+/// reach.
+pub fn granted_devices(plan: &SandboxPlan, registry: &DeviceRegistry) -> Vec<(u32, u32)> {
+    plan.devices
+        .iter()
+        .filter(|d| d.kind == 'c')
+        .filter(|d| {
+            registry
+                .class_of(NodeKind::Char, d.major, d.minor)
+                .is_some_and(DeviceClass::is_accelerator)
+        })
+        .map(|d| (d.major, d.minor))
+        .collect()
+}
+
 /// How long the launcher waits for the supervisor's counts once the sandbox is gone.
 const STATS_WAIT: Duration = Duration::from_secs(10);
 

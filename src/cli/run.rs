@@ -5,7 +5,8 @@ use clap::Args;
 
 use super::plan::{SandboxArgs, build};
 use crate::boot::{
-    GateReport, HostSnapshot, LaunchOptions, Launched, Outcome, families, real_devices_behind,
+    GateReport, HostSnapshot, LaunchOptions, Launched, Outcome, families, granted_devices,
+    real_devices_behind,
 };
 use crate::plan::SandboxPlan;
 use crate::runtime::RunOptions;
@@ -117,6 +118,7 @@ fn gate_config(
     } else {
         None
     };
+    let granted = granted_devices(plan, &registry);
     let gate = Gate::new(families(), registry)
         .map_err(|e| super::fail("the device families' tables", &e))?;
     Ok(Some(GateConfig {
@@ -125,6 +127,7 @@ fn gate_config(
             name: plan.container_id.clone(),
             mode: args.policy,
             simulator,
+            granted: Some(granted),
         },
         threads: Threads::default(),
     }))

@@ -165,6 +165,7 @@ mod tests {
                     name: id.to_owned(),
                     mode: Mode::Enforce,
                     simulator: None,
+                    granted: None,
                 }),
             )
         }

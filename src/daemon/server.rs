@@ -238,6 +238,7 @@ fn connection(shared: &Shared, stream: &UnixStream) {
                 name: id.clone(),
                 mode: policy,
                 simulator,
+                granted: None,
             }),
         )
     });

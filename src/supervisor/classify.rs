@@ -20,6 +20,8 @@ pub enum Class {
         family: usize,
         /// Its kind.
         kind: FdKind,
+        /// Its device number (char major:minor), for a device node.
+        device: Option<(u32, u32)>,
         /// The caller's file.
         file: OwnedFd,
     },
@@ -91,22 +93,23 @@ impl Classifier<'_> {
                     self.families
                         .iter()
                         .enumerate()
-                        .find_map(|(i, f)| Some((i, f.kind_of_device(class)?)))
+                        .find_map(|(i, f)| Some((i, f.kind_of_device(class)?, Some((maj, min)))))
                 })
         } else if self.families.iter().any(|f| !f.anon_inodes.is_empty()) {
             anon_inode_name(&dup).and_then(|name| {
                 self.families
                     .iter()
                     .enumerate()
-                    .find_map(|(i, f)| Some((i, f.kind_of_anon_inode(&name)?)))
+                    .find_map(|(i, f)| Some((i, f.kind_of_anon_inode(&name)?, None)))
             })
         } else {
             None
         };
         match found {
-            Some((family, kind)) => Class::Host {
+            Some((family, kind, device)) => Class::Host {
                 family,
                 kind,
+                device,
                 file: dup,
             },
             None => Class::NotOurs,

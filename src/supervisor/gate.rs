@@ -84,6 +84,10 @@ pub struct SandboxConfig {
     pub mode: Mode,
     /// Simulated devices (`--simulate`), served instead of the host's.
     pub simulator: Option<Simulator>,
+    /// The accelerator device numbers (char major:minor) the sandbox was given. An ioctl the
+    /// supervisor sees on another accelerator node is refused (EPERM); None when no plan says
+    /// (a container another runtime set up, whose device cgroup is that runtime's).
+    pub granted: Option<Vec<(u32, u32)>>,
 }
 
 /// One sandbox as the supervisor serves it.
@@ -95,6 +99,7 @@ pub struct Sandbox {
     pub(super) simulator: Option<Mutex<Simulator>>,
     /// Simulated nodes by their inode in the sandbox's `/dev`, built on the first open.
     pub(super) sim_nodes: Mutex<Option<HashMap<FileKey, usize>>>,
+    pub(super) granted: Option<std::collections::HashSet<(u32, u32)>>,
     pub(super) pidfds: PidfdCache,
     pub(super) eventfds: EventfdCache,
     pub(super) carriers: CarrierCache,
@@ -109,6 +114,7 @@ impl Sandbox {
             mode: config.mode,
             simulator: config.simulator.map(Mutex::new),
             sim_nodes: Mutex::new(None),
+            granted: config.granted.map(|g| g.into_iter().collect()),
             pidfds: PidfdCache::default(),
             eventfds: EventfdCache::default(),
             carriers: CarrierCache::default(),

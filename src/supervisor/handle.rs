@@ -109,7 +109,25 @@ fn classify(
             continue_call(listener.fd(), id);
             None
         }
-        Class::Host { family, kind, file } => Some((pidfd, family, kind, Target::Host(file))),
+        // An accelerator node the sandbox was not given (made with CAP_MKNOD, say): none of
+        // its calls that reach the supervisor run.
+        Class::Host {
+            kind,
+            device: Some(device),
+            ..
+        } if sandbox
+            .granted
+            .as_ref()
+            .is_some_and(|g| !g.contains(&device)) =>
+        {
+            tracing::warn!(sandbox = %sandbox.name, device = %kind, number = ?device, "an ioctl on an accelerator node the sandbox was not given");
+            sandbox.count(kind.name(), "not granted", Verdict::Denied);
+            answer(listener.fd(), id, Err(Errno::EPERM));
+            None
+        }
+        Class::Host {
+            family, kind, file, ..
+        } => Some((pidfd, family, kind, Target::Host(file))),
         Class::Simulated {
             family,
             kind,

@@ -13,6 +13,8 @@
 //!   closed with ENOSYS.
 //! - `workload-killed`: a workload is killed while its emulated call waits for the
 //!   supervisor; the simulator's log shows the call never ran.
+//! - `grant`: a call the supervisor sees on an accelerator node the sandbox was not given is
+//!   refused.
 //! - `in-kernel`: with nobody serving the listener, the calls the filter decides in the kernel
 //!   still get the file's own driver's answer (or the table's errno) while routed ones fail
 //!   closed.
@@ -175,6 +177,7 @@ fn role_load() -> Value {
             name: format!("load-{i}"),
             mode: Mode::Enforce,
             simulator: None,
+            granted: None,
         }));
         servings.push(
             supervisor
@@ -337,6 +340,7 @@ fn role_supervisor_killed() -> Value {
                         name: "killed".into(),
                         mode: Mode::Enforce,
                         simulator: None,
+                        granted: None,
                     }));
                     supervisor
                         .serve(&sandbox, listener, Threads::default())
@@ -433,6 +437,7 @@ fn role_workload_killed() -> Value {
                 name: "killed-workload".into(),
                 mode: Mode::Enforce,
                 simulator: Some(simulator),
+                granted: None,
             }));
             Supervisor::new(gate)
                 .serve(&sandbox, listener, Threads::default())
@@ -524,6 +529,57 @@ fn role_in_kernel() -> Value {
     serde_json::from_str(&text).unwrap_or(Value::Null)
 }
 
+fn role_grant() -> Value {
+    let gate = Gate::new(families(), posing_registry()).expect("consistent tables");
+    let program = build(
+        Arch::native().unwrap(),
+        &gate.filter_spec(Mode::Enforce, false),
+    );
+    let (ours, theirs) = pair();
+    let (report_read, report_write) = nix::unistd::pipe().unwrap();
+    let workload = match sys::fork() {
+        ForkResult::Child => {
+            drop((ours, report_read));
+            let null = std::fs::File::open("/dev/null").unwrap();
+            let zero = std::fs::File::open("/dev/zero").unwrap();
+            if install_and_send(&program, theirs).is_err() {
+                std::process::exit(1);
+            }
+            let eventfd = nix::sys::eventfd::EventFd::new().unwrap();
+            let mut mapping = [0u64, eventfd.as_fd().as_raw_fd() as u64, 2, 0x472_0000];
+            let mut info = [0u8; 64];
+            let found = json!({
+                "not_granted": errno_of(sys::ioctl(null.as_fd(), IOMMU_GET_INFO.request, info.as_mut_ptr())),
+                "granted": errno_of(sys::ioctl(zero.as_fd(), REGISTER_INTERRUPT.request, mapping.as_mut_ptr().cast())),
+            });
+            write_line(report_write, &found.to_string());
+            std::process::exit(0);
+        }
+        ForkResult::Parent { child } => child,
+    };
+    drop((theirs, report_write));
+    let listener = receive_listener(ours.as_fd()).unwrap().unwrap();
+    // The sandbox was given the /dev/zero chip only.
+    let sandbox = Arc::new(Sandbox::new(SandboxConfig {
+        name: "grant".into(),
+        mode: Mode::Enforce,
+        simulator: None,
+        granted: Some(vec![(1, 5)]),
+    }));
+    let serving = Supervisor::new(gate)
+        .serve(&sandbox, listener, Threads::default())
+        .unwrap();
+    let mut text = String::new();
+    std::fs::File::from(report_read)
+        .read_to_string(&mut text)
+        .unwrap();
+    let _ = waitpid(workload, None);
+    serving.wait();
+    let mut found: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    found["stats"] = serde_json::to_value(sandbox.stats()).unwrap();
+    found
+}
+
 /// Runs this binary as helper `role` and returns what it found.
 fn helper(role: &str) -> Value {
     let output = Command::new(std::env::current_exe().unwrap())
@@ -593,6 +649,20 @@ fn in_kernel_decisions_need_no_supervisor() {
     assert_eq!(found["routed"], libc::ENOSYS, "{found}");
 }
 
+fn an_accelerator_node_the_sandbox_was_not_given_is_refused() {
+    let found = helper("grant");
+    println!("grant: {found}");
+    assert_eq!(found["not_granted"], libc::EPERM, "{found}");
+    assert_eq!(found["granted"], libc::ENOTTY, "{found}");
+    let counts = found["stats"]["counts"].as_array().unwrap();
+    assert!(
+        counts
+            .iter()
+            .any(|c| c["request"] == "not granted" && c["verdict"] == "denied" && c["count"] == 1),
+        "{found}"
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(at) = args.iter().position(|a| a == "--role") {
@@ -601,12 +671,17 @@ fn main() {
             Some("supervisor-killed") => role_supervisor_killed(),
             Some("workload-killed") => role_workload_killed(),
             Some("in-kernel") => role_in_kernel(),
+            Some("grant") => role_grant(),
             other => panic!("unknown role {other:?}"),
         };
         println!("{found}");
         return;
     }
-    let tests: [(&str, fn()); 4] = [
+    let tests: [(&str, fn()); 5] = [
+        (
+            "an_accelerator_node_the_sandbox_was_not_given_is_refused",
+            an_accelerator_node_the_sandbox_was_not_given_is_refused,
+        ),
         (
             "in_kernel_decisions_need_no_supervisor",
             in_kernel_decisions_need_no_supervisor,
