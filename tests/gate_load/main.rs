@@ -357,6 +357,7 @@ fn role_supervisor_killed() -> Value {
     drop(sockets);
     std::thread::sleep(Duration::from_millis(300));
     kill(supervisor_pid, Signal::SIGSTOP).unwrap();
+    wait_until_stopped(supervisor_pid);
     // Every workload thread is now blocked in a call the supervisor will never answer.
     std::thread::sleep(Duration::from_millis(300));
     kill(supervisor_pid, Signal::SIGKILL).unwrap();
@@ -375,6 +376,34 @@ fn role_supervisor_killed() -> Value {
         let _ = waitpid(child, None);
     }
     json!({"threads": threads})
+}
+
+/// Waits until every thread of process `pid` is stopped (state `T` in `/proc`).
+fn wait_until_stopped(pid: nix::unistd::Pid) {
+    let state = |stat: String| {
+        // The state follows the command name, which is in parentheses and may hold spaces.
+        stat.rsplit_once(") ")
+            .and_then(|(_, rest)| rest.chars().next())
+            .unwrap_or('?')
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let tasks: Vec<char> = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .flatten()
+            .map(|task| {
+                state(std::fs::read_to_string(task.path().join("stat")).unwrap_or_default())
+            })
+            .collect();
+        if tasks.iter().all(|s| *s == 'T') {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "process {pid} did not stop: {tasks:?}"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
 
 fn role_workload_killed() -> Value {
@@ -452,6 +481,9 @@ fn role_workload_killed() -> Value {
     nix::unistd::write(&go_write, b"g").unwrap();
     let first_done = read_byte(&done_read);
     kill(supervisor_pid, Signal::SIGSTOP).unwrap();
+    // A group stop reaches each thread when it next leaves the kernel: only once all of them
+    // are stopped is the second call sure to find no one receiving.
+    wait_until_stopped(supervisor_pid);
     nix::unistd::write(&go_write, b"g").unwrap();
     std::thread::sleep(Duration::from_millis(200));
     kill(workload, Signal::SIGKILL).unwrap();
