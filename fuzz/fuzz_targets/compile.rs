@@ -228,7 +228,7 @@ impl FuzzSpec {
 #[derive(Debug, Arbitrary)]
 enum Input {
     Json(u8, Vec<u8>),
-    Structured(u8, FuzzSpec),
+    Structured(u8, Box<FuzzSpec>),
 }
 
 struct World {
@@ -333,14 +333,13 @@ fn check(plan: &SandboxPlan, host: &HostSnapshot) {
             if a.origin == MountOrigin::Spec
                 && b.origin == MountOrigin::Spec
                 && a.destination == b.destination
+                && let (Some(x), Some(y)) = (tag(a), tag(b))
             {
-                if let (Some(x), Some(y)) = (tag(a), tag(b)) {
-                    assert!(
-                        x < y,
-                        "{}: spec mounts {x} and {y} swapped",
-                        a.destination.display()
-                    );
-                }
+                assert!(
+                    x < y,
+                    "{}: spec mounts {x} and {y} swapped",
+                    a.destination.display()
+                );
             }
         }
     }
