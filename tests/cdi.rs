@@ -310,6 +310,28 @@ fn check_names_the_file_and_field_that_do_not_parse() {
     assert_eq!(report.checked, [specs.path().join("google.com-tpu.json")]);
 }
 
+/// Found by the `cdi` fuzz target: a spec followed by more JSON was checked as if the rest were
+/// not there, although engines refuse the file.
+#[test]
+fn check_names_a_spec_with_trailing_data() {
+    let root = common::fixture("tpu-v4-8");
+    let specs = tempfile::tempdir().unwrap();
+    let path = write_spec(&root, Kind::Tpu, specs.path());
+    let mut text = fs::read_to_string(&path).unwrap();
+    text.push_str("\n{\"kind\": \"google.com/tpu\"}\n");
+    fs::write(&path, text).unwrap();
+    let report = check_dir(&root, specs.path());
+    assert!(report.checked.is_empty(), "{report:?}");
+    let stale = problems(&report.stale);
+    assert!(
+        stale.iter().any(|s| s.starts_with(&format!(
+            "{}: not a CDI spec: trailing characters",
+            path.display()
+        ))),
+        "{stale:#?}"
+    );
+}
+
 #[test]
 fn check_names_a_missing_spec_and_a_version_too_low() {
     let root = common::fixture("tpu-v4-8");

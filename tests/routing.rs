@@ -1,9 +1,12 @@
 //! The routing of every family's table: the generated filter decides each request exactly where
-//! the routing places it, and `docs/gate.md` shows the routing as it is.
+//! the routing places it, the routing places in the kernel only what the table decides the same
+//! way on every fd kind, and `docs/gate.md` shows the routing as it is.
 
 mod common;
 
 use accelgate::boot::families;
+use accelgate::family::Action;
+use accelgate::supervisor::Gate;
 use accelgate::supervisor::Mode;
 use accelgate::supervisor::abi::{
     SECCOMP_RET_ACTION_FULL, SECCOMP_RET_ALLOW, SECCOMP_RET_DATA, SECCOMP_RET_ERRNO,
@@ -12,6 +15,7 @@ use accelgate::supervisor::abi::{
 use accelgate::supervisor::filter::{Arch, FilterSpec, build};
 use accelgate::supervisor::interpret::interpret;
 use accelgate::supervisor::routing::{Placement, RouteOptions, placement, route, table};
+use accelgate::vfs::DeviceRegistry;
 
 const BEGIN: &str = "<!-- routing table: generated from the family tables by tests/routing.rs; ACCELGATE_BLESS=1 rewrites it -->\n";
 const END: &str = "<!-- end of the routing table -->";
@@ -81,6 +85,63 @@ fn every_request_is_decided_where_the_routing_places_it() {
                         "{} {request:#x} {mode} simulated={simulated} {arch:?}",
                         family.name
                     );
+                }
+            }
+        }
+    }
+}
+
+/// The other half of the property: a placement in the kernel is what the table says on every
+/// fd kind of the family, whatever the argument. Allowed there: every row is a plain continue
+/// (a kind without a row leaves the number to the driver, which answers it as unknown, as the
+/// gate would). Refused there: every kind gets the same denial, by row or as an unknown number.
+#[test]
+fn every_kernel_placement_is_what_the_table_says() {
+    let families = families();
+    let gate = Gate::new(families.clone(), DeviceRegistry::with_standard_devices())
+        .expect("consistent tables");
+    for (mode, simulated) in [
+        (Mode::Enforce, false),
+        (Mode::Enforce, true),
+        (Mode::Passthrough, false),
+        (Mode::Audit, false),
+    ] {
+        let options = RouteOptions { mode, simulated };
+        let mut seed = 0x9e37_79b9_u32;
+        for (index, family) in families.iter().enumerate() {
+            let listed = family.requests.iter().map(|r| r.ioctl.request);
+            let sampled = (0..2000).map(|_| {
+                seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                seed
+            });
+            for request in listed.chain(sampled).filter(|r| family.owns(*r)) {
+                let at = placement(family, request, options);
+                for kind in family.kinds {
+                    let row = family.request(*kind, request).map(|r| r.action);
+                    let context = format!(
+                        "{} {kind} {request:#x} {mode} simulated={simulated}",
+                        family.name
+                    );
+                    match at {
+                        Placement::Allow => assert!(
+                            mode != Mode::Audit
+                                && !simulated
+                                && matches!(row, None | Some(Action::Continue)),
+                            "{context}: allowed in the kernel, the row is {row:?}"
+                        ),
+                        Placement::Refuse(errno) => {
+                            assert_ne!(mode, Mode::Audit, "{context}");
+                            for arg in [0, 1, 0x7f00_0000_0000, u64::MAX] {
+                                let ruling = gate.rule(index, *kind, request, arg);
+                                assert!(
+                                    matches!(ruling.action, Action::Deny(e) if e == errno),
+                                    "{context}: refused {errno} in the kernel, the gate rules {:?}",
+                                    ruling.action
+                                );
+                            }
+                        }
+                        Placement::Supervisor => {}
+                    }
                 }
             }
         }

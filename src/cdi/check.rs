@@ -161,8 +161,19 @@ fn parse(file: &Path, stale: &mut Vec<Stale>) -> Option<Spec> {
         }
     };
     let mut json = serde_json::Deserializer::from_slice(&bytes);
+    // `end` refuses what follows the spec: engines parse the whole file and reject the rest.
     match serde_path_to_error::deserialize::<_, Spec>(&mut json) {
-        Ok(spec) => Some(spec),
+        Ok(spec) => match json.end() {
+            Ok(()) => Some(spec),
+            Err(e) => {
+                stale.push(Stale {
+                    file: Some(file.to_path_buf()),
+                    field: String::new(),
+                    problem: format!("not a CDI spec: {e}"),
+                });
+                None
+            }
+        },
         Err(e) => {
             stale.push(Stale {
                 file: Some(file.to_path_buf()),
