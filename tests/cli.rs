@@ -110,6 +110,10 @@ fn usage_errors_exit_2() {
         &["frobnicate"],
         &[],
         &["--log-level", "loud", "discover"],
+        // runc's globals mean nothing to the other commands: not silently ignored.
+        &["--root", "fixtures/sysfs/tpu-v4-8", "discover"],
+        &["--log", "/tmp/accelgate.log", "plan"],
+        &["--systemd-cgroup", "discover"],
     ] {
         let output = common::accelgate(args, LIMIT);
         assert_eq!(output.status.code(), Some(2), "{args:?}");

@@ -117,6 +117,12 @@ pub fn main() -> ExitCode {
         cli.log_level.as_deref()
     };
     init_logging(level);
+    if let Some(flag) = misplaced_runc_flag(&cli) {
+        eprintln!(
+            "error: {flag} applies to runc's commands (create, start, state, kill, delete, list, features) only; for a host root, give --root after the command"
+        );
+        return ExitCode::from(EXIT_USAGE);
+    }
     let globals = oci::Globals {
         root: cli.state_root,
         log: cli.log,
@@ -139,6 +145,33 @@ pub fn main() -> ExitCode {
         Command::Delete(args) => oci::delete(&globals, &args),
         Command::List(args) => oci::list(&globals, &args),
         Command::Features => oci::features(),
+    }
+}
+
+/// A runc global flag given to a command it means nothing to, which would otherwise be
+/// ignored without a word (`accelgate --root FIXTURE discover` reads the real host).
+fn misplaced_runc_flag(cli: &Cli) -> Option<&'static str> {
+    let runc = matches!(
+        cli.command,
+        Command::Create(_)
+            | Command::Start(_)
+            | Command::State(_)
+            | Command::Kill(_)
+            | Command::Delete(_)
+            | Command::List(_)
+            | Command::Features
+    );
+    if runc {
+        return None;
+    }
+    if cli.state_root.is_some() {
+        Some("--root before the command (runc's state directory)")
+    } else if cli.log.is_some() {
+        Some("--log")
+    } else if cli.systemd_cgroup {
+        Some("--systemd-cgroup")
+    } else {
+        None
     }
 }
 

@@ -56,6 +56,16 @@ const WORKLOADS: usize = 64;
 const CALLS_PER_ROUND: usize = 5_000;
 const ROUNDS: usize = 2;
 
+/// The gate over the posing registry, and the filter it has a host-device sandbox install.
+fn posing_gate() -> (Gate, Vec<accelgate::supervisor::abi::SockFilter>) {
+    let gate = Gate::new(families(), posing_registry()).expect("consistent tables");
+    let program = build(
+        Arch::native().unwrap(),
+        &gate.filter_spec(Mode::Enforce, false),
+    );
+    (gate, program)
+}
+
 fn errno_of(result: libc::c_long) -> i32 {
     if result < 0 {
         nix::errno::Errno::last_raw()
@@ -124,11 +134,7 @@ fn load_round(null: &std::fs::File, zero: &std::fs::File) -> Result<[u64; 3], St
 }
 
 fn role_load() -> Value {
-    let gate = Gate::new(families(), posing_registry()).expect("consistent tables");
-    let program = build(
-        Arch::native().unwrap(),
-        &gate.filter_spec(Mode::Enforce, false),
-    );
+    let (gate, program) = posing_gate();
     let mut sockets = Vec::new();
     let mut gos = Vec::new();
     let mut reports = Vec::new();
@@ -279,11 +285,7 @@ fn call_until_closed(zero: &std::fs::File) -> Vec<(i32, u128)> {
 
 fn role_supervisor_killed() -> Value {
     const THREADS: usize = 4;
-    let gate = Gate::new(families(), posing_registry()).expect("consistent tables");
-    let program = build(
-        Arch::native().unwrap(),
-        &gate.filter_spec(Mode::Enforce, false),
-    );
+    let (gate, program) = posing_gate();
     let (mut sockets, mut reports, mut workloads) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..4 {
         let (ours, theirs) = pair();
@@ -514,11 +516,7 @@ fn role_workload_killed() -> Value {
 }
 
 fn role_in_kernel() -> Value {
-    let gate = Gate::new(families(), posing_registry()).expect("consistent tables");
-    let program = build(
-        Arch::native().unwrap(),
-        &gate.filter_spec(Mode::Enforce, false),
-    );
+    let (_, program) = posing_gate();
     let (ours, theirs) = pair();
     let (report_read, report_write) = nix::unistd::pipe().unwrap();
     let workload = match sys::fork() {
@@ -562,11 +560,7 @@ fn role_in_kernel() -> Value {
 }
 
 fn role_grant() -> Value {
-    let gate = Gate::new(families(), posing_registry()).expect("consistent tables");
-    let program = build(
-        Arch::native().unwrap(),
-        &gate.filter_spec(Mode::Enforce, false),
-    );
+    let (gate, program) = posing_gate();
     let (ours, theirs) = pair();
     let (report_read, report_write) = nix::unistd::pipe().unwrap();
     let workload = match sys::fork() {
