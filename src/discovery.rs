@@ -125,6 +125,19 @@ impl Discovery {
         for node in self.vfio.iter().flat_map(|v| &v.nodes) {
             registry.register_node(node, DeviceClass::VfioContainer)?;
         }
+        if self.nvidia.is_some() {
+            // A frontend number the discovery did not see is a GPU (the control and modeset
+            // minors are discovered nodes); a UVM number other than the discovered two gets
+            // nothing through the gate.
+            registry.register_major(NodeKind::Char, nv::FRONTEND_MAJOR, DeviceClass::NvidiaGpu);
+            if let Some(major) = self
+                .proc_devices
+                .as_ref()
+                .and_then(|d| d.char_major(nv::UVM_MAJOR_NAME))
+            {
+                registry.register_major(NodeKind::Char, major, DeviceClass::NvidiaUvmTools);
+            }
+        }
         for node in self.gpus.iter().flat_map(|g| &g.nodes) {
             registry.register_node(node, DeviceClass::NvidiaGpu)?;
         }

@@ -219,7 +219,7 @@ fn scenario(scenario: Scenario, sync_wake_up: bool, pinned: bool) {
         );
         simulator = Some(sim);
     }
-    let gate = Gate::new(families(), posing_registry()).expect("consistent tables");
+    let gate = Gate::new(families(None), posing_registry()).expect("consistent tables");
     let program = match scenario {
         Scenario::AllowAll => vec![SockFilter {
             code: op::RET_K,

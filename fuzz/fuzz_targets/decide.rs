@@ -69,7 +69,7 @@ struct World {
 fn world() -> &'static World {
     static WORLD: OnceLock<World> = OnceLock::new();
     WORLD.get_or_init(|| {
-        let gate = Gate::new(families(), DeviceRegistry::with_standard_devices())
+        let gate = Gate::new(families(None), DeviceRegistry::with_standard_devices())
             .expect("the families' tables are consistent");
         let mut programs = Vec::new();
         for mode in MODES {

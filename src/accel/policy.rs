@@ -10,7 +10,9 @@ use super::abi::{
     UNMAP_BUFFER, UNREGISTER_INTERRUPT, V4_INTERRUPT_OFFSETS, V4_INTERRUPTS,
     V4LITE_INTERRUPT_OFFSETS, V4LITE_INTERRUPTS,
 };
-use crate::family::{Action, DeviceClass, Family, FdKind, IoctlDef, Owned, field_u64, rows};
+use crate::family::{
+    Action, Decode, DeviceClass, Family, FdKind, IoctlDef, Owned, field_u64, rows,
+};
 
 /// A TPU v4 accel node.
 pub const ACCEL: FdKind = FdKind::new("gasket", "tpu-accel");
@@ -71,6 +73,7 @@ pub fn family() -> Family {
         ],
         anon_inodes: &[],
         owned: &[Owned::Magic(GASKET_MAGIC)],
+        decode: Decode::Full,
         unknown_errno: UNKNOWN_ERRNO,
         requests: rows(ACCEL, &TABLE)
             .chain(rows(ACCEL_LITE, &TABLE))

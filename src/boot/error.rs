@@ -8,6 +8,9 @@ use crate::vfs::VfsError;
 /// fault.
 #[derive(Debug, thiserror::Error)]
 pub enum BootError {
+    /// The host's NVIDIA driver cannot be served (an unsupported version, say).
+    #[error("{0}")]
+    Nvidia(String),
     /// `config.json` could not be read.
     #[error("cannot read {path}")]
     ReadSpec {

@@ -21,6 +21,8 @@ use super::BootError;
 use super::launch::FORWARDED_SIGNALS;
 use super::sys::{fork_process, ignore_signal};
 use crate::family::{DeviceClass, Family};
+use crate::nvproxy::table::Abi;
+use crate::nvproxy::{AbiChoice, DriverCaps};
 use crate::pci::NodeKind;
 use crate::plan::SandboxPlan;
 use crate::supervisor::abi::SockFilter;
@@ -30,13 +32,52 @@ use crate::supervisor::stats::Stats;
 use crate::supervisor::{GateConfig, serve};
 use crate::vfs::DeviceRegistry;
 
+/// NVIDIA's tables for a sandbox: the host driver version's ABI, and the driver capabilities
+/// the sandbox was given.
+#[derive(Debug, Clone, Copy)]
+pub struct NvidiaTables {
+    /// The ABI.
+    pub abi: &'static Abi,
+    /// The capabilities.
+    pub caps: DriverCaps,
+}
+
+impl NvidiaTables {
+    /// The tables for a host whose discovery found `driver`, chosen as `choice` says, with
+    /// `capabilities` (names, as the plan lists them; the default set when empty). None when
+    /// the host has no NVIDIA driver.
+    pub fn for_host(
+        driver: Option<&crate::nvproxy::NvidiaDriver>,
+        choice: AbiChoice,
+        capabilities: &[String],
+    ) -> Result<Option<Self>, BootError> {
+        let Some(driver) = driver else {
+            return Ok(None);
+        };
+        let abi = crate::nvproxy::select(driver.driver_version, choice)
+            .map_err(|e| BootError::Nvidia(e.to_string()))?;
+        let caps = if capabilities.is_empty() {
+            DriverCaps::DEFAULT
+        } else {
+            DriverCaps::from_names(capabilities)
+                .map_err(|name| BootError::Nvidia(format!("unknown driver capability {name:?}")))?
+        };
+        Ok(Some(Self { abi, caps }))
+    }
+}
+
 /// The device families the gate serves: every one accelgate knows, whatever the sandbox was
-/// given, so that a node made inside the sandbox (CAP_MKNOD) is gated too.
-pub fn families() -> Vec<Family> {
-    vec![
+/// given, so that a node made inside the sandbox (CAP_MKNOD) is gated too; NVIDIA's when the
+/// host has its driver (their tables are the driver version's).
+pub fn families(nvidia: Option<NvidiaTables>) -> Vec<Family> {
+    let mut families = vec![
         crate::accel::policy::family(),
         crate::vfio::policy::family(),
-    ]
+    ];
+    if let Some(tables) = nvidia {
+        families.extend(crate::nvproxy::policy::families(tables.abi, tables.caps));
+    }
+    families
 }
 
 /// The plan's accelerator nodes whose numbers name a real device on the machine whose sysfs

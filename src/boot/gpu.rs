@@ -6,8 +6,8 @@ use oci_spec::runtime::Spec;
 
 use super::BootError;
 use crate::discovery::Discovery;
-use crate::nvproxy::NvidiaGpu;
 use crate::nvproxy::abi::gpu_node_minor;
+use crate::nvproxy::{DriverCaps, NvidiaGpu};
 
 /// Whether `path` is one of the NVIDIA container toolkit's hooks (the legacy prestart hook or
 /// the CDI hook), whose job, the GPU's device nodes, the plan does itself.
@@ -23,9 +23,7 @@ pub const VISIBLE_DEVICES: &str = "NVIDIA_VISIBLE_DEVICES";
 pub const DRIVER_CAPABILITIES: &str = "NVIDIA_DRIVER_CAPABILITIES";
 
 /// The capabilities `all` stands for.
-pub const ALL_CAPABILITIES: [&str; 7] = [
-    "compute", "utility", "graphics", "video", "display", "compat32", "ngx",
-];
+pub const ALL_CAPABILITIES: [&str; 7] = DriverCaps::ALL;
 
 /// The capabilities when the spec names none.
 pub const DEFAULT_CAPABILITIES: [&str; 2] = ["compute", "utility"];
@@ -234,12 +232,13 @@ pub fn parse_capabilities(value: &str) -> Result<Vec<String>, BootError> {
         if cap == "all" {
             return Ok(ALL_CAPABILITIES.iter().map(|c| (*c).to_owned()).collect());
         }
-        if !ALL_CAPABILITIES.contains(&cap) {
+        if DriverCaps::named(cap).is_none() {
+            let known: Vec<&str> = DriverCaps::NAMED.iter().map(|(name, _)| *name).collect();
             return Err(BootError::InvalidField {
                 field: format!("process.env {DRIVER_CAPABILITIES}={value}"),
                 reason: format!(
                     "unknown capability {cap:?}; known: {}, all",
-                    ALL_CAPABILITIES.join(", ")
+                    known.join(", ")
                 ),
             });
         }

@@ -34,7 +34,7 @@ pub use config::{
     TPU_ANNOTATION,
 };
 pub use error::BootError;
-pub use gate::{GateReport, families, granted_devices, real_devices_behind};
+pub use gate::{GateReport, NvidiaTables, families, granted_devices, real_devices_behind};
 pub use gpu::{
     DRIVER_CAPABILITIES, VISIBLE_DEVICES, nvidia_toolkit_hook, parse_capabilities,
     parse_visible_devices,

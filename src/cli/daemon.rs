@@ -5,6 +5,7 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::daemon::{DEFAULT_CONTROL, DaemonConfig, run as run_daemon};
+use crate::nvproxy::AbiChoice;
 use crate::supervisor::Mode;
 
 const DAEMON_EXAMPLES: &str = "\
@@ -53,6 +54,11 @@ pub struct DaemonArgs {
     /// On SIGTERM, how long to wait for served containers to end before exiting
     #[arg(long, value_name = "SECONDS", default_value_t = 10)]
     drain: u64,
+
+    /// The NVIDIA driver ABI to serve GPUs with: `host` (the host driver's version, which must
+    /// be supported) or a version of `accelgate nvidia versions`
+    #[arg(long, value_name = "VERSION", default_value = "host")]
+    nvidia_driver_abi: AbiChoice,
 }
 
 pub fn run(args: &DaemonArgs) -> ExitCode {
@@ -67,6 +73,7 @@ pub fn run(args: &DaemonArgs) -> ExitCode {
         simulate: args.simulate,
         policy: args.policy,
         drain: Duration::from_secs(args.drain),
+        nvidia_abi: args.nvidia_driver_abi,
     };
     match run_daemon(config) {
         Ok(()) => ExitCode::SUCCESS,

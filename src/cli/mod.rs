@@ -7,6 +7,7 @@ mod cdi;
 mod daemon;
 mod discover;
 mod inspect;
+mod nvidia;
 mod oci;
 mod plan;
 mod profile;
@@ -81,6 +82,7 @@ enum Command {
     Run(run::RunArgs),
     Cdi(cdi::CdiArgs),
     Daemon(daemon::DaemonArgs),
+    Nvidia(nvidia::NvidiaArgs),
     SeccompProfile(profile::ProfileArgs),
     Ps(inspect::PsArgs),
     Stats(inspect::StatsArgs),
@@ -135,6 +137,7 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run::run(&args),
         Command::Cdi(args) => cdi::run(&args),
         Command::Daemon(args) => daemon::run(&args),
+        Command::Nvidia(args) => nvidia::run(&args),
         Command::SeccompProfile(args) => profile::run(&args),
         Command::Ps(args) => inspect::ps(&args),
         Command::Stats(args) => inspect::stats(&args),

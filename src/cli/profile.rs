@@ -3,8 +3,9 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use crate::boot::families;
+use crate::boot::{NvidiaTables, families};
 use crate::daemon::{ProfileOptions, profile};
+use crate::nvproxy::AbiChoice;
 use crate::supervisor::{Gate, Mode};
 
 const PROFILE_EXAMPLES: &str = "\
@@ -50,6 +51,11 @@ pub struct ProfileArgs {
     /// the families' tables
     #[arg(long, value_name = "DIR")]
     root: Option<PathBuf>,
+
+    /// The NVIDIA driver ABI whose numbers to route: `host` or a version of
+    /// `accelgate nvidia versions` (the daemon's must be the same)
+    #[arg(long, value_name = "VERSION", default_value = "host")]
+    nvidia_driver_abi: AbiChoice,
 }
 
 pub fn run(args: &ProfileArgs) -> ExitCode {
@@ -57,11 +63,19 @@ pub fn run(args: &ProfileArgs) -> ExitCode {
         Ok(root) => root,
         Err(e) => return super::fail("host root", &e),
     };
-    let registry = match crate::discovery::discover(&host).map(|d| d.registry()) {
-        Ok(Ok(registry)) => registry,
-        Ok(Err(e)) => return super::fail("the host's device numbers", &e),
+    let discovery = match crate::discovery::discover(&host) {
+        Ok(discovery) => discovery,
         Err(e) => return super::fail("cannot read the host", &e),
     };
+    let registry = match discovery.registry() {
+        Ok(registry) => registry,
+        Err(e) => return super::fail("the host's device numbers", &e),
+    };
+    let nvidia =
+        match NvidiaTables::for_host(discovery.nvidia.as_ref(), args.nvidia_driver_abi, &[]) {
+            Ok(nvidia) => nvidia,
+            Err(e) => return super::fail("the host's NVIDIA driver", &e),
+        };
     let base = match &args.base {
         Some(path) => {
             let text = match std::fs::read_to_string(path) {
@@ -75,7 +89,7 @@ pub fn run(args: &ProfileArgs) -> ExitCode {
         }
         None => None,
     };
-    let gate = match Gate::new(families(), registry) {
+    let gate = match Gate::new(families(nvidia), registry) {
         Ok(gate) => gate,
         Err(e) => return super::fail("the device families' tables", &e),
     };

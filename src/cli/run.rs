@@ -5,9 +5,10 @@ use clap::Args;
 
 use super::plan::{SandboxArgs, build};
 use crate::boot::{
-    GateReport, HostSnapshot, LaunchOptions, Launched, Outcome, families, granted_devices,
-    real_devices_behind,
+    GateReport, HostSnapshot, LaunchOptions, Launched, NvidiaTables, Outcome, families,
+    granted_devices, real_devices_behind,
 };
+use crate::nvproxy::AbiChoice;
 use crate::plan::SandboxPlan;
 use crate::runtime::RunOptions;
 use crate::supervisor::simulator::Simulator;
@@ -27,9 +28,10 @@ only those it has a handler for. A cgroup v1 device cgroup lets it open only its
 device nodes; the spec's hooks run at their points; spec fields accelgate does not implement
 are refused by name (docs/run.md).
 
-When the sandbox gets TPUs (or --simulate), its gasket and VFIO ioctls go through the ioctl
-gate (docs/gate.md): a seccomp filter sends them to a supervisor process that allows, emulates
-or denies each one by the tables of the driver. If the supervisor dies, they fail with ENOSYS.
+When the sandbox gets TPUs or GPUs (or --simulate), its gasket, VFIO and NVIDIA ioctls go
+through the ioctl gate (docs/gate.md, docs/nvidia.md): a seccomp filter sends them to a
+supervisor process that allows, emulates or denies each one by the tables of the driver (for
+NVIDIA, the host driver version's). If the supervisor dies, they fail with ENOSYS.
 
 Exit status: the workload's (128 + N when signal N killed it); 125 when the sandbox could not
 be set up; 126 when the program could not be executed; 127 when it was not found; 2 on usage
@@ -46,8 +48,8 @@ pub struct RunArgs {
     #[command(flatten)]
     sandbox: SandboxArgs,
 
-    /// Serve the fixture host's TPUs with simulated devices: opens of their nodes are brokered
-    /// and their ioctls answered by simulators (needs --root)
+    /// Serve the fixture host's TPUs and GPUs with simulated devices: opens of their nodes are
+    /// brokered and their ioctls answered by simulators (needs --root)
     #[arg(long, requires = "root")]
     simulate: bool,
 
@@ -56,9 +58,16 @@ pub struct RunArgs {
     #[arg(long, value_enum, value_name = "MODE", default_value_t = Mode::Enforce)]
     policy: Mode,
 
-    /// At exit, print the gate's counts of allowed, emulated and denied ioctls (on stderr)
+    /// At exit, print the gate's counts of allowed, emulated and denied ioctls (on stderr);
+    /// with --policy audit, every call the workload made, NVIDIA's by escape, UVM command, RM
+    /// control and RM class, and what enforce would deny
     #[arg(long)]
     stats: bool,
+
+    /// The NVIDIA driver ABI to gate GPUs with: `host` (the host driver's version, which must
+    /// be supported) or a version of `accelgate nvidia versions`
+    #[arg(long, value_name = "VERSION", default_value = "host")]
+    nvidia_driver_abi: AbiChoice,
 
     /// With --stats: print them as an accelgate.stats/v1 JSON document
     #[arg(long, requires = "stats")]
@@ -74,17 +83,17 @@ pub struct RunArgs {
     command: Vec<String>,
 }
 
-/// The gate for this sandbox: on when it gets TPUs or simulates them.
+/// The gate for this sandbox: on when it gets TPUs or GPUs, or simulates them.
 fn gate_config(
     args: &RunArgs,
     plan: &SandboxPlan,
     host: &HostSnapshot,
 ) -> Result<Option<GateConfig>, ExitCode> {
-    let granted = &plan.accelerators.tpus;
-    if granted.is_empty() {
+    let accelerators = &plan.accelerators;
+    if accelerators.tpus.is_empty() && accelerators.gpus.is_empty() {
         if args.simulate {
             eprintln!(
-                "error: --simulate: the plan gives the sandbox no TPUs (use --tpu all or the dev.accelgate.tpu annotation)"
+                "error: --simulate: the plan gives the sandbox no TPUs or GPUs (use --tpu all, the dev.accelgate.tpu annotation, or NVIDIA_VISIBLE_DEVICES)"
             );
             return Err(ExitCode::from(2));
         }
@@ -94,6 +103,15 @@ fn gate_config(
         .discovery
         .registry()
         .map_err(|e| super::fail("the host's device numbers", &e))?;
+    let nvidia = NvidiaTables::for_host(
+        host.discovery.nvidia.as_ref(),
+        args.nvidia_driver_abi,
+        &accelerators.driver_capabilities,
+    )
+    .map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(1)
+    })?;
     let simulator = if args.simulate {
         let real = real_devices_behind(plan, &registry, Path::new("/sys"));
         if !real.is_empty() {
@@ -113,13 +131,21 @@ fn gate_config(
             ),
             None => None,
         };
-        let devices = crate::tpuproxy::simulated_devices(&host.discovery.tpus, granted);
+        let mut devices =
+            crate::tpuproxy::simulated_devices(&host.discovery.tpus, &accelerators.tpus);
+        if let Some(tables) = nvidia {
+            devices.extend(crate::nvproxy::sim::simulated_gpus(
+                tables.abi,
+                &host.discovery.gpus,
+                &accelerators.gpus,
+            ));
+        }
         Some(Simulator::new(devices, log))
     } else {
         None
     };
     let granted = granted_devices(plan, &registry);
-    let gate = Gate::new(families(), registry)
+    let gate = Gate::new(families(nvidia), registry)
         .map_err(|e| super::fail("the device families' tables", &e))?;
     Ok(Some(GateConfig {
         gate,

@@ -16,6 +16,11 @@
 //!   an owned number is never below its magic's datum but for `_IO(magic, 0)`, which no family
 //!   places apart). Were the order reversed, a listed number would be refused, never allowed:
 //!   every owned number ends in a refusal or the supervisor, whatever the order.
+//! - NVIDIA's frontend reads only a number's nr and size, so every number with one of its nrs
+//!   goes to the supervisor (one masked rule per nr); UVM's plain numbers likewise. A number
+//!   with another family's type byte and one of NVIDIA's nrs meets that family's rule first and
+//!   is refused where the gate's own filter would ask the supervisor: on an NVIDIA file that is
+//!   a call with a type byte no NVIDIA library uses, and it fails closed.
 
 use std::path::Path;
 
@@ -117,11 +122,21 @@ fn ioctl_rules(spec: &FilterSpec) -> Result<Vec<Value>, DaemonError> {
             continue;
         };
         for owned in route.owned {
-            let Owned::Magic(magic) = *owned else {
-                return Err(DaemonError::Profile(format!(
-                    "family {} owns a range of plain numbers, which this profile cannot route yet",
-                    route.family
-                )));
+            let magic = match *owned {
+                Owned::Magic(magic) => magic,
+                // A driver that reads only nr and size: every number with one of its nrs goes
+                // to the supervisor, which knows the file (the same bits may be another file's
+                // request, so nothing of it can be refused or allowed here).
+                Owned::Nrs(nrs) => {
+                    for nr in nrs {
+                        rules.push(rule(0xff, u32::from(*nr), Placement::Supervisor));
+                    }
+                    continue;
+                }
+                Owned::Range(low, high) => {
+                    rules.extend(range_rules(route.family, low, high)?);
+                    continue;
+                }
             };
             let base = u32::from(magic) << 8;
             rules.push(rule(0xff00, base, unknown));
@@ -151,6 +166,24 @@ fn ioctl_rules(spec: &FilterSpec) -> Result<Vec<Value>, DaemonError> {
     Ok(rules)
 }
 
+/// Rules sending a range of plain numbers (NVIDIA UVM's) to the supervisor: one masked rule
+/// where the range is an aligned block, else one rule per number.
+fn range_rules(family: &str, low: u32, high: u32) -> Result<Vec<Value>, DaemonError> {
+    let count = u64::from(high - low) + 1;
+    if count.is_power_of_two() && u64::from(low) % count == 0 {
+        let mask = !u32::try_from(count - 1).unwrap_or(u32::MAX);
+        return Ok(vec![rule(mask, low, Placement::Supervisor)]);
+    }
+    if count > MAX_LISTED {
+        return Err(DaemonError::Profile(format!(
+            "family {family}: {low:#x}..={high:#x} is too wide to list"
+        )));
+    }
+    Ok((low..=high)
+        .map(|request| rule(0xffff_ffff, request, Placement::Supervisor))
+        .collect())
+}
+
 /// The `_IOC_TYPE` bytes no family owns, as masked patterns (aligned blocks): what a base
 /// profile that allowed every ioctl still allows.
 fn unowned_types(spec: &FilterSpec) -> Vec<(u32, u32)> {
@@ -160,7 +193,7 @@ fn unowned_types(spec: &FilterSpec) -> Vec<(u32, u32)> {
         .flat_map(|r| r.owned.iter())
         .filter_map(|o| match o {
             Owned::Magic(m) => Some(*m),
-            Owned::Range(..) => None,
+            Owned::Range(..) | Owned::Nrs(_) => None,
         })
         .collect();
     let free = |t: u32| !owned.iter().any(|m| u32::from(*m) == t);
@@ -304,7 +337,7 @@ mod tests {
     use crate::vfs::DeviceRegistry;
 
     fn gate() -> Gate {
-        Gate::new(families(), DeviceRegistry::default()).unwrap()
+        Gate::new(families(None), DeviceRegistry::default()).unwrap()
     }
 
     fn options(policy: Mode, simulate: bool) -> ProfileOptions<'static> {
@@ -385,6 +418,33 @@ mod tests {
                 assert_eq!(action_for(&profile, (1 << 32) | 0x5401), None);
             }
         }
+    }
+
+    #[test]
+    fn nvidia_numbers_go_to_the_supervisor_whatever_their_type_byte() {
+        let abi = crate::nvproxy::tree::abi("580.65.06".parse().unwrap()).unwrap();
+        let tables = crate::boot::NvidiaTables {
+            abi,
+            caps: crate::nvproxy::DriverCaps::DEFAULT,
+        };
+        let gate = Gate::new(families(Some(tables)), DeviceRegistry::default()).unwrap();
+        let profile = profile(&gate, options(Mode::Enforce, false)).unwrap();
+        let notify = Some(("SCMP_ACT_NOTIFY".to_owned(), None));
+        // RM_CONTROL canonical, and with no type and direction.
+        for request in [0xc020_462a_u64, 0x0020_002a, 0x8020_002a] {
+            assert_eq!(action_for(&profile, request), notify, "{request:#x}");
+        }
+        // With another family's type byte, that family's rule comes first: refused, where the
+        // gate's own filter asks the supervisor (see the module's docs).
+        assert_eq!(
+            action_for(&profile, 0xc020_dc2a),
+            Some(("SCMP_ACT_ERRNO".to_owned(), Some(i64::from(libc::EINVAL))))
+        );
+        // UVM's plain numbers, UVM_INITIALIZE.
+        for request in [0x21_u64, 0x3000_0001] {
+            assert_eq!(action_for(&profile, request), notify, "{request:#x}");
+        }
+        assert_eq!(action_for(&profile, 0x5401), None);
     }
 
     #[test]

@@ -18,7 +18,8 @@ use super::containers::{ContainerInfo, Containers};
 use super::control;
 use super::devices::{Granted, granted, simulator};
 use super::state::Metadata;
-use crate::boot::{HostSnapshot, families};
+use crate::boot::{HostSnapshot, NvidiaTables, families};
+use crate::nvproxy::AbiChoice;
 use crate::pci::HostRoot;
 use crate::supervisor::{Gate, Mode, Sandbox, SandboxConfig, Supervisor, Threads};
 use crate::vfs::DeviceRegistry;
@@ -38,6 +39,8 @@ pub struct DaemonConfig {
     pub policy: Mode,
     /// How long SIGTERM waits for served containers to end before the daemon exits.
     pub drain: Duration,
+    /// Which NVIDIA driver ABI to serve the host's GPUs with.
+    pub nvidia_abi: AbiChoice,
 }
 
 /// What every connection thread shares.
@@ -64,7 +67,9 @@ pub fn run(config: DaemonConfig) -> Result<(), DaemonError> {
 
     let host = HostSnapshot::read(&config.root).map_err(|e| DaemonError::Host(Box::new(e)))?;
     let registry = host.discovery.registry().map_err(DaemonError::Registry)?;
-    let gate = Gate::new(families(), registry.clone()).map_err(DaemonError::Families)?;
+    let nvidia = NvidiaTables::for_host(host.discovery.nvidia.as_ref(), config.nvidia_abi, &[])
+        .map_err(|e| DaemonError::Host(Box::new(e)))?;
+    let gate = Gate::new(families(nvidia), registry.clone()).map_err(DaemonError::Families)?;
     let supervisor = Supervisor::new(gate);
     let agent = bind(&config.socket)?;
     let control_socket = bind(&config.control)?;

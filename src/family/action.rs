@@ -5,6 +5,7 @@ use nix::errno::Errno;
 
 use super::ioctl::IoctlDef;
 use super::kind::FdKind;
+use super::translate::Translator;
 
 /// Checks an argument struct; the errno is what the workload gets when it fails.
 pub type Check = fn(FdKind, &[u8]) -> Result<(), Errno>;
@@ -32,6 +33,9 @@ pub enum Action {
         /// Offsets of eventfd fields.
         eventfd_fields: &'static [usize],
     },
+    /// The argument points to more memory the decision rests on: the family's translator
+    /// copies it all in, decides, and runs the call on the copies (see [`Translator`]).
+    Translate(&'static dyn Translator),
     /// Refuse with this errno, as the real driver refuses what it does not support.
     Deny(Errno),
 }
@@ -44,6 +48,7 @@ impl Action {
             Self::ContinueIf(_) => "continue if the argument passes",
             Self::CheckThenContinue(_) => "check, then continue",
             Self::Emulate { .. } => "emulate",
+            Self::Translate(_) => "emulate (deep copy)",
             Self::Deny(_) => "deny",
         }
     }

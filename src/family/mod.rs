@@ -15,6 +15,7 @@ mod kind;
 mod memory;
 mod sim;
 mod table;
+mod translate;
 
 pub use action::{Action, Check, Ruling, ValueCheck, field_u32, field_u64, unknown};
 pub use call::{Call, Caller, CarrierLookup, EventfdCheck, FdResolver, FileKey, SimReply};
@@ -25,4 +26,5 @@ pub use ioctl::{
 pub use kind::FdKind;
 pub use memory::{FakeMemory, Memory};
 pub use sim::{DeviceSim, Opened, SimNode};
-pub use table::{Family, FamilyError, Owned, Request, resolve, rows, validate};
+pub use table::{Decode, Family, FamilyError, Owned, Request, resolve, rows, validate};
+pub use translate::{Driver, Grant, Inspection, Staging, Translated, Translation, Translator};

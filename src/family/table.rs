@@ -15,6 +15,9 @@ pub enum Owned {
     Magic(u8),
     /// The numbers of this inclusive range (plain numbers, such as NVIDIA UVM's).
     Range(u32, u32),
+    /// Every number whose `_IOC_NR` (bits 0..8) is one of these, whatever its type, direction
+    /// and size: the numbers of a driver that decodes only nr and size ([`Decode::NrAndSize`]).
+    Nrs(&'static [u8]),
 }
 
 impl Owned {
@@ -23,6 +26,46 @@ impl Owned {
         match self {
             Self::Magic(magic) => super::ioctl::ioc_type(request) == magic,
             Self::Range(low, high) => low <= request && request <= high,
+            Self::Nrs(nrs) => {
+                let nr = super::ioctl::ioc_nr(request);
+                let mut i = 0;
+                while i < nrs.len() {
+                    if nrs[i] == nr {
+                        return true;
+                    }
+                    i += 1;
+                }
+                false
+            }
+        }
+    }
+}
+
+/// How a driver reads a request number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decode {
+    /// All 32 bits count: two numbers that differ anywhere are two requests.
+    Full,
+    /// Only `_IOC_NR` and `_IOC_SIZE` count (NVIDIA's frontend): the type byte and the
+    /// direction bits are whatever the caller put there. The table lists each request once, in
+    /// its canonical form `_IOC(READ|WRITE, canonical_type, nr, size)`.
+    NrAndSize {
+        /// The type byte of the canonical form (NVIDIA's `'F'`).
+        canonical_type: u8,
+    },
+}
+
+impl Decode {
+    /// The canonical form of `request`: the number the table lists for it.
+    pub const fn canonical(self, request: u32) -> u32 {
+        match self {
+            Self::Full => request,
+            Self::NrAndSize { canonical_type } => super::ioctl::ioc(
+                super::ioctl::IOC_READ | super::ioctl::IOC_WRITE,
+                canonical_type,
+                super::ioctl::ioc_nr(request),
+                super::ioctl::ioc_size(request),
+            ),
         }
     }
 }
@@ -55,8 +98,12 @@ pub struct Family {
     pub devices: &'static [(DeviceClass, FdKind)],
     /// Anon-inode names (as `/proc/self/fd` shows them) of files its calls create.
     pub anon_inodes: &'static [(&'static str, FdKind)],
-    /// Request numbers it owns: the filter routes these, and no two families share one.
+    /// Request numbers it owns: the filter routes these. Two families that decode numbers in
+    /// full never share one; a family that decodes only nr and size shares its numbers with
+    /// every other (the routing makes them agree).
     pub owned: &'static [Owned],
+    /// How its drivers read a request number.
+    pub decode: Decode,
     /// What the driver answers for a number it does not define.
     pub unknown_errno: Errno,
     /// The request table.
@@ -86,11 +133,32 @@ impl Family {
             .map(|(_, kind)| *kind)
     }
 
-    /// The table's row for `request` on `kind`.
+    /// The table's row for `request` (in any form the driver takes for it) on `kind`.
     pub fn request(&self, kind: FdKind, request: u32) -> Option<&Request> {
+        let request = self.decode.canonical(request);
         self.requests
             .iter()
             .find(|r| r.kind == kind && r.ioctl.request == request)
+    }
+
+    /// Whether no other file takes this family's numbers: they all share a type byte that is
+    /// the family's own and its drivers read them in full. Only then may the filter refuse a
+    /// number for every file.
+    pub fn exclusive(&self) -> bool {
+        self.decode == Decode::Full && self.owned.iter().all(|o| matches!(o, Owned::Magic(_)))
+    }
+
+    /// Whether a call with `request` on a file that is not this family's must be refused rather
+    /// than continued: another thread could swap one of the family's files in under the fd
+    /// between the supervisor's look and the driver's. True for every number of an
+    /// [exclusive](Self::exclusive) family; for another, for the numbers its table lists (any
+    /// other is refused by its driver anyway, and may be another file's request).
+    pub fn claims(&self, request: u32) -> bool {
+        if self.exclusive() {
+            return self.owns(request);
+        }
+        let canonical = self.decode.canonical(request);
+        self.owns(request) && self.requests.iter().any(|r| r.ioctl.request == canonical)
     }
 
     /// The ruling for `request` with register argument `arg` on a file of `kind`: the table's
@@ -171,6 +239,18 @@ pub enum FamilyError {
         /// A number both own.
         request: u32,
     },
+    /// A row of a family that decodes only nr and size, not in the canonical form.
+    #[error("{family}: {name} ({request:#x}) is not in the canonical form {canonical:#x}")]
+    NotCanonical {
+        /// The family.
+        family: &'static str,
+        /// The request's name.
+        name: &'static str,
+        /// Its number.
+        request: u32,
+        /// The form the table must list.
+        canonical: u32,
+    },
     /// An emulated request whose copy is smaller than what its number says the driver reads
     /// and writes: the driver would run past the gate's buffer.
     #[error(
@@ -197,6 +277,11 @@ fn shared_number(first: Owned, second: Owned) -> Option<u32> {
         (Owned::Range(low, high), Owned::Range(other_low, other_high)) => {
             (low <= other_high && other_low <= high).then(|| low.max(other_low))
         }
+        (Owned::Nrs(a), Owned::Nrs(b)) => {
+            a.iter().find(|nr| b.contains(nr)).map(|nr| u32::from(*nr))
+        }
+        // A family that decodes only nr and size shares numbers with any other by design.
+        (Owned::Nrs(_), _) | (_, Owned::Nrs(_)) => None,
         (Owned::Magic(magic), Owned::Range(low, high))
         | (Owned::Range(low, high), Owned::Magic(magic)) => {
             // The smallest number of the range with that type byte, if the range has one.
@@ -209,8 +294,9 @@ fn shared_number(first: Owned, second: Owned) -> Option<u32> {
 }
 
 /// Checks that `families` can be routed and ruled on consistently: every row owned by its
-/// family and of one of its kinds, one row per (kind, request), no number owned twice, and no
-/// emulated copy smaller than its number's `_IOC_SIZE`.
+/// family, of one of its kinds and in canonical form, one row per (kind, request), no number
+/// owned by two families that decode numbers in full (nor one nr by two that decode only nr and
+/// size), and no emulated copy smaller than its number's `_IOC_SIZE`.
 pub fn validate(families: &[Family]) -> Result<(), FamilyError> {
     for (index, family) in families.iter().enumerate() {
         let known = |kind: FdKind| {
@@ -238,6 +324,15 @@ pub fn validate(families: &[Family]) -> Result<(), FamilyError> {
                     family: family.name,
                     name,
                     request,
+                });
+            }
+            let canonical = family.decode.canonical(request);
+            if canonical != request {
+                return Err(FamilyError::NotCanonical {
+                    family: family.name,
+                    name,
+                    request,
+                    canonical,
                 });
             }
             if !seen.insert((row.kind, request)) {
@@ -307,6 +402,7 @@ mod tests {
             devices: &[],
             anon_inodes: &[],
             owned,
+            decode: Decode::Full,
             unknown_errno: Errno::EINVAL,
             requests,
         }

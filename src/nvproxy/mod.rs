@@ -6,10 +6,19 @@
 //! assigned. The versioned ioctl tables join this module with the ioctl gate.
 
 pub mod abi;
+mod caps;
 mod discover;
 mod gpu_info;
+pub mod policy;
+mod select;
+pub mod sim;
+pub mod table;
+mod translate;
+pub mod tree;
 mod version;
 
+pub use caps::DriverCaps;
 pub use discover::{NvidiaDiscovery, NvidiaDriver, NvidiaGpu, discover};
 pub use gpu_info::{GpuInformation, parse_information};
+pub use select::{AbiChoice, SelectError, select};
 pub use version::{DriverVersion, parse_proc_version};

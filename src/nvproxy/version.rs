@@ -5,7 +5,8 @@ use serde::{Serialize, Serializer};
 
 /// An NVIDIA driver version such as `550.54.15` or `535.104.05`.
 ///
-/// Ordered numerically. The patch level is always printed with two digits, as NVIDIA does.
+/// Ordered numerically. The minor and patch levels are printed with at least two digits, as
+/// NVIDIA does (`620.06.00`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct DriverVersion {
     /// Branch, e.g. 550.
@@ -17,6 +18,15 @@ pub struct DriverVersion {
 }
 
 impl DriverVersion {
+    /// `major.minor.patch`.
+    pub const fn new(major: u32, minor: u32, patch: u32) -> Self {
+        Self {
+            major,
+            minor,
+            patch: Some(patch),
+        }
+    }
+
     /// Parses `MAJOR.MINOR[.PATCH]`.
     pub fn parse(text: &str) -> Result<Self, &'static str> {
         let number = |part: Option<&str>| -> Result<u32, &'static str> {
@@ -51,7 +61,7 @@ impl FromStr for DriverVersion {
 
 impl fmt::Display for DriverVersion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}", self.major, self.minor)?;
+        write!(f, "{}.{:02}", self.major, self.minor)?;
         match self.patch {
             Some(patch) => write!(f, ".{patch:02}"),
             None => Ok(()),

@@ -217,6 +217,8 @@ pub mod op {
     pub const LD_W_ABS: u16 = 0x20;
     /// `BPF_ALU | BPF_AND | BPF_K`: A &= k.
     pub const ALU_AND_K: u16 = 0x54;
+    /// `BPF_ALU | BPF_OR | BPF_K`: A |= k.
+    pub const ALU_OR_K: u16 = 0x44;
     /// `BPF_JMP | BPF_JA`: pc += k.
     pub const JA: u16 = 0x05;
     /// `BPF_JMP | BPF_JEQ | BPF_K`.

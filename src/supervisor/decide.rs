@@ -21,6 +21,9 @@ pub enum Plan {
         /// Offsets of eventfd fields in it.
         eventfd_fields: &'static [usize],
     },
+    /// Hand it to the family's translator, which applies the mode itself (it alone can read
+    /// what the call is).
+    Translate,
 }
 
 /// Applies `mode` to `ruling` for a call on a `kind` file whose argument pointer is `arg`.
@@ -41,6 +44,7 @@ pub fn decide(
         Ok(copy)
     };
     match (mode, ruling.action) {
+        (_, Action::Translate(_)) => (Plan::Translate, Verdict::Emulated),
         (Mode::Audit, Action::Deny(errno)) => {
             audit("allowed (audit)", errno);
             (Plan::Continue, Verdict::Audited)

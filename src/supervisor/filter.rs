@@ -19,7 +19,7 @@ use super::abi::{
     SECCOMP_RET_USER_NOTIF, SockFilter, X32_SYSCALL_BIT, op, seccomp_data_arg_low,
 };
 use super::routing::{FamilyRoute, Placement, Segment};
-use crate::family::Owned;
+use crate::family::{Decode, Owned};
 
 /// A CPU architecture a filter is built for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,6 +132,7 @@ struct Label(u32);
 enum Insn {
     Load(u32),
     And(u32),
+    Or(u32),
     Jump {
         op: u16,
         k: u32,
@@ -141,7 +142,8 @@ enum Insn {
     Goto(Label),
     Ret(u32),
     Mark(Label),
-    /// Instructions that only jump among themselves and end every path in a return.
+    /// Instructions that only jump among themselves and end every path in a return or at the
+    /// instruction after them.
     Block(Vec<SockFilter>),
 }
 
@@ -250,6 +252,12 @@ impl Program {
                     jf: 0,
                     k,
                 }),
+                Insn::Or(k) => out.push(SockFilter {
+                    code: op::ALU_OR_K,
+                    jt: 0,
+                    jf: 0,
+                    k,
+                }),
                 Insn::Jump { op, k, yes, no } if far => {
                     out.push(SockFilter {
                         code: op,
@@ -281,36 +289,91 @@ impl Program {
     }
 }
 
+/// Emits a test of A: jumps to `yes` when `low <= A <= high`, else to `no`.
+fn within(p: &mut Program, low: u32, high: u32, yes: Label, no: Label) {
+    let above_low = p.label();
+    p.push(Insn::Jump {
+        op: op::JGE_K,
+        k: low,
+        yes: above_low,
+        no,
+    });
+    p.mark(above_low);
+    p.push(Insn::Jump {
+        op: op::JGT_K,
+        k: high,
+        yes: no,
+        no: yes,
+    });
+}
+
+/// Runs of consecutive values in `nrs`, as inclusive ranges.
+fn runs(nrs: &[u8]) -> Vec<(u32, u32)> {
+    let mut sorted = nrs.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut out: Vec<(u32, u32)> = Vec::new();
+    for nr in sorted.into_iter().map(u32::from) {
+        match out.last_mut() {
+            Some((_, high)) if *high + 1 == nr => *high = nr,
+            _ => out.push((nr, nr)),
+        }
+    }
+    out
+}
+
 /// Emits a test of the request: jumps to `yes` when one of `owned` has it, else to `no`.
 fn ownership(p: &mut Program, owned: &[Owned], yes: Label, no: Label) {
     for numbers in owned {
-        let next = p.label();
         p.push(Insn::Load(seccomp_data_arg_low(1)));
         match *numbers {
             Owned::Magic(magic) => {
+                let next = p.label();
                 p.push(Insn::And(0xff00));
                 p.jeq(u32::from(magic) << 8, yes, next);
+                p.mark(next);
             }
             Owned::Range(low, high) => {
-                let above_low = p.label();
-                p.push(Insn::Jump {
-                    op: op::JGE_K,
-                    k: low,
-                    yes: above_low,
-                    no: next,
-                });
-                p.mark(above_low);
-                p.push(Insn::Jump {
-                    op: op::JGT_K,
-                    k: high,
-                    yes: next,
-                    no: yes,
-                });
+                let next = p.label();
+                within(p, low, high, yes, next);
+                p.mark(next);
+            }
+            Owned::Nrs(nrs) => {
+                p.push(Insn::And(0xff));
+                for (low, high) in runs(nrs) {
+                    let next = p.label();
+                    within(p, low, high, yes, next);
+                    p.mark(next);
+                }
             }
         }
-        p.mark(next);
     }
     p.push(Insn::Goto(no));
+}
+
+/// A decision tree for a family that decodes only nr and size: as [`decision_tree`], except
+/// that where the kernel may allow a number the program falls through (to the instruction
+/// after the block), so that the other families' routing decides it.
+fn fallthrough_tree(segments: &[Segment]) -> Vec<SockFilter> {
+    let mut tree = decision_tree(segments);
+    let length = tree.len();
+    for (index, insn) in tree.iter_mut().enumerate() {
+        if insn.code == op::RET_K && insn.k == SECCOMP_RET_ALLOW {
+            let skip =
+                u32::try_from(length - index - 1).expect("a program under 4096 instructions");
+            *insn = insn_ja(skip);
+        }
+    }
+    tree
+}
+
+const fn insn_ja(k: u32) -> SockFilter {
+    SockFilter {
+        code: op::JA,
+        jt: 0,
+        jf: 0,
+        k,
+    }
 }
 
 const fn ret_of(placement: Placement) -> u32 {
@@ -377,7 +440,26 @@ fn abi_block(p: &mut Program, abi: &Abi, spec: &FilterSpec, refuse: Option<u32>)
     p.mark(ioctl);
     match refuse {
         None => {
-            for route in &spec.routes {
+            // Families that decode only nr and size first: what they send to the supervisor
+            // goes there whatever the others would do with the same bits.
+            let (blind, full): (Vec<&FamilyRoute>, Vec<&FamilyRoute>) = spec
+                .routes
+                .iter()
+                .partition(|route| route.decode != Decode::Full);
+            for route in blind {
+                let tree = p.label();
+                let next = p.label();
+                ownership(p, route.owned, tree, next);
+                p.mark(tree);
+                p.push(Insn::Load(seccomp_data_arg_low(1)));
+                if let Decode::NrAndSize { canonical_type } = route.decode {
+                    p.push(Insn::And(0x3fff_00ff));
+                    p.push(Insn::Or(0xc000_0000 | (u32::from(canonical_type) << 8)));
+                }
+                p.push(Insn::Block(fallthrough_tree(&route.segments)));
+                p.mark(next);
+            }
+            for route in full {
                 let tree = p.label();
                 let next = p.label();
                 ownership(p, route.owned, tree, next);
@@ -465,7 +547,7 @@ mod tests {
     use nix::errno::Errno;
 
     use super::*;
-    use crate::family::{Action, Family, FdKind, IoctlDef, Request};
+    use crate::family::{Action, Decode, Family, FdKind, IoctlDef, Request};
     use crate::supervisor::abi::{SECCOMP_RET_ACTION_FULL, SECCOMP_RET_DATA, SeccompData};
     use crate::supervisor::interpret::{always_allows, interpret};
     use crate::supervisor::mode::Mode;
@@ -474,6 +556,7 @@ mod tests {
     const DEV: FdKind = FdKind::new("magic", "dev");
     const CTL: FdKind = FdKind::new("magic", "ctl");
     const PLAIN: FdKind = FdKind::new("plain", "plain");
+    const BLIND: FdKind = FdKind::new("blind", "blind");
 
     const ALLOWED: u32 = 0x8008_dc01;
     const REFUSED: u32 = 0x8008_dc02;
@@ -484,6 +567,9 @@ mod tests {
     const PLAIN_ALLOWED: u32 = 0x3000_0002;
     const PLAIN_UNKNOWN: u32 = 0x3000_0003;
     const TCGETS: u32 = 0x5401;
+    /// The blind family's: its driver reads only nr and size.
+    const BLIND_EMULATED: u32 = 0xc020_462a;
+    const BLIND_CONTINUED: u32 = 0xc010_462b;
 
     fn pass(_: FdKind, _: &[u8]) -> Result<(), Errno> {
         Ok(())
@@ -515,6 +601,7 @@ mod tests {
                 devices: &[],
                 anon_inodes: &[],
                 owned: &[Owned::Magic(0xdc)],
+                decode: Decode::Full,
                 unknown_errno: Errno::EINVAL,
                 requests: vec![
                     row(DEV, ALLOWED, Action::Continue),
@@ -532,8 +619,24 @@ mod tests {
                 devices: &[],
                 anon_inodes: &[],
                 owned: &[Owned::Range(0x3000_0001, 0x3000_00ff)],
+                decode: Decode::Full,
                 unknown_errno: Errno::ENOTTY,
                 requests: vec![row(PLAIN, PLAIN_ALLOWED, Action::Continue)],
+            },
+            Family {
+                name: "blind",
+                kinds: &[BLIND],
+                devices: &[],
+                anon_inodes: &[],
+                owned: &[Owned::Nrs(&[0x2a, 0x2b])],
+                decode: Decode::NrAndSize {
+                    canonical_type: b'F',
+                },
+                unknown_errno: Errno::EINVAL,
+                requests: vec![
+                    row(BLIND, BLIND_EMULATED, emulate),
+                    row(BLIND, BLIND_CONTINUED, Action::Continue),
+                ],
             },
         ]
     }
@@ -588,10 +691,21 @@ mod tests {
                 Ret::Notify,
             ),
             (PLAIN_ALLOWED, Ret::Allow, Ret::Notify, Ret::Notify),
+            // Plain numbers may be other files' requests: the supervisor answers.
+            (PLAIN_UNKNOWN, Ret::Notify, Ret::Notify, Ret::Notify),
+            // A driver that reads only nr and size: whatever the type and direction bits.
+            (BLIND_EMULATED, Ret::Notify, Ret::Notify, Ret::Notify),
+            (0x0020_002a, Ret::Notify, Ret::Notify, Ret::Notify),
+            (0x4020_dc2a, Ret::Notify, Ret::Notify, Ret::Notify),
+            // A size the table does not list: the supervisor, which knows the file.
+            (0xc008_462a, Ret::Notify, Ret::Notify, Ret::Notify),
+            (BLIND_CONTINUED, Ret::Allow, Ret::Notify, Ret::Notify),
+            (0x0010_002b, Ret::Allow, Ret::Notify, Ret::Notify),
+            // Allowed by the blind family, then decided by the family owning its type.
             (
-                PLAIN_UNKNOWN,
-                Ret::Errno(libc::ENOTTY),
-                Ret::Errno(libc::ENOTTY),
+                0x0010_dc2b,
+                Ret::Errno(libc::EINVAL),
+                Ret::Notify,
                 Ret::Notify,
             ),
             (0x3000_0100, Ret::Allow, Ret::Allow, Ret::Allow),

@@ -51,7 +51,11 @@ impl Gate {
     /// The ruling on `request` with register argument `arg`, on a file of `kind` of family
     /// `family` (an index into [`Self::families`]).
     pub fn rule(&self, family: usize, kind: FdKind, request: u32, arg: u64) -> Ruling {
-        match self.rows.get(&(kind, request)) {
+        let canonical = self
+            .families
+            .get(family)
+            .map_or(request, |f| f.decode.canonical(request));
+        match self.rows.get(&(kind, canonical)) {
             Some(row) => resolve(row, arg),
             None => unknown(
                 request,
@@ -62,9 +66,9 @@ impl Gate {
         }
     }
 
-    /// Whether any family owns `request`.
-    pub fn owned(&self, request: u32) -> bool {
-        self.families.iter().any(|f| f.owns(request))
+    /// Whether a call with `request` on a file of no family's is refused ([`Family::claims`]).
+    pub fn claims(&self, request: u32) -> bool {
+        self.families.iter().any(|f| f.claims(request))
     }
 
     /// The filter for a sandbox served in `mode`, with simulated devices or not.
@@ -100,6 +104,8 @@ pub struct Sandbox {
     /// Simulated nodes by their inode in the sandbox's `/dev`, built on the first open.
     pub(super) sim_nodes: Mutex<Option<HashMap<FileKey, usize>>>,
     pub(super) granted: Option<std::collections::HashSet<(u32, u32)>>,
+    /// Drivers' own ids of the devices, learned from their answers (see [`crate::family::Grant`]).
+    pub(super) device_ids: Mutex<HashMap<u32, (u32, u32)>>,
     pub(super) pidfds: PidfdCache,
     pub(super) eventfds: EventfdCache,
     pub(super) carriers: CarrierCache,
@@ -115,6 +121,7 @@ impl Sandbox {
             simulator: config.simulator.map(Mutex::new),
             sim_nodes: Mutex::new(None),
             granted: config.granted.map(|g| g.into_iter().collect()),
+            device_ids: Mutex::new(HashMap::new()),
             pidfds: PidfdCache::default(),
             eventfds: EventfdCache::default(),
             carriers: CarrierCache::default(),
@@ -126,6 +133,13 @@ impl Sandbox {
     pub(super) fn count(&self, device: &'static str, request: &'static str, verdict: Verdict) {
         if let Ok(mut counters) = self.counters.lock() {
             counters.add(device, request, verdict);
+        }
+    }
+
+    /// Counts a use of a number the tables do not know, at level `request`.
+    pub(super) fn count_unlisted(&self, device: &'static str, request: &'static str, number: u32) {
+        if let Ok(mut counters) = self.counters.lock() {
+            counters.add_unlisted(device, request, number);
         }
     }
 

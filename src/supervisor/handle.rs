@@ -19,7 +19,8 @@ use super::receive::Listener;
 use super::reply::{answer, continue_call, install};
 use super::simulated;
 use super::stats::Verdict;
-use crate::family::{Caller, FdKind, FileKey, Ruling, field_u64};
+use super::translated;
+use crate::family::{Action, Caller, FdKind, FileKey, Ruling, field_u64};
 
 /// Serves one notification: an ioctl, or (with simulated devices) an open.
 ///
@@ -101,7 +102,7 @@ fn classify(
     match classifier.classify(dup, &simulated) {
         // An accelerator number on another file: what the kernel would answer, without the
         // window in which another thread could put an accelerator file under `fd`.
-        Class::NotOurs if gate.owned(request) => {
+        Class::NotOurs if gate.claims(request) => {
             answer(listener.fd(), id, Err(Errno::ENOTTY));
             None
         }
@@ -165,6 +166,26 @@ fn ioctl(listener: &Listener, notif: &SeccompNotif) {
         },
     };
     let ruling = gate.rule(family, kind, request, arg);
+    if let Action::Translate(translator) = ruling.action {
+        let Some(caller) = known_caller.or_else(|| caller_of(tid, Some(&pidfd))) else {
+            answer(listener.fd(), id, Err(Errno::ESRCH));
+            return;
+        };
+        let pending = Pending {
+            ruling: &ruling,
+            caller,
+            pidfd,
+            tid,
+            id,
+            arg,
+        };
+        let backend = match &target {
+            Target::Host(file) => translated::Backend::Host(file),
+            Target::Sim(key) => translated::Backend::Sim(*key),
+        };
+        translated::serve(listener, kind, &pending, backend, translator);
+        return;
+    }
     // Read for the decision only: a backend checks that the call is still pending right before
     // it acts, and an answer to a call that is gone goes nowhere.
     let memory = NotifMemory::for_decision(Pid::from_raw(tid), id, listener.fd());
@@ -200,6 +221,8 @@ fn ioctl(listener: &Listener, notif: &SeccompNotif) {
         }
         Plan::Continue => None,
         Plan::Emulate { copy, .. } => Some(copy),
+        // Handled above, before the mode was applied.
+        Plan::Translate => None,
     };
     if let (Target::Host(_), None) = (&target, &copy) {
         continue_call(listener.fd(), id);

@@ -17,6 +17,7 @@ fn run(program: &[SockFilter], load: impl Fn(u32) -> Option<u32>) -> Option<u32>
         match insn.code {
             op::LD_W_ABS => a = load(insn.k)?,
             op::ALU_AND_K => a &= insn.k,
+            op::ALU_OR_K => a |= insn.k,
             op::JA => pc += insn.k as usize,
             op::JEQ_K | op::JGE_K | op::JGT_K | op::JSET_K => {
                 let taken = match insn.code {

@@ -24,6 +24,7 @@ mod simulated;
 pub mod simulator;
 pub mod stats;
 mod sys;
+mod translated;
 
 pub use gate::{Gate, GateConfig, Sandbox, SandboxConfig, Serving, Supervisor, Threads, serve};
 pub use mode::Mode;

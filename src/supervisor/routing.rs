@@ -14,11 +14,19 @@
 //! by-value or content check, an emulated call. With simulated devices nothing is allowed in
 //! the kernel (the files are the simulator's carriers, which know no ioctls), and in audit
 //! mode nothing is decided there at all (the supervisor must see every call to report it).
+//!
+//! Only a family whose numbers no other file takes (its own `_IOC_TYPE`, read in full) has
+//! numbers refused in the kernel. A family of plain numbers (NVIDIA UVM's) or one whose driver
+//! reads only nr and size (NVIDIA's frontend) shares its numbers with other files: what its
+//! table does not let the kernel allow goes to the supervisor, which knows the file. The
+//! latter is routed on the canonical form of the number and tested first: a number it sends to
+//! the supervisor goes there whatever another family would do with it, and one it lets the
+//! kernel allow falls through to the other families' routing.
 
 use nix::errno::Errno;
 
 use super::mode::Mode;
-use crate::family::{Action, Family, Owned};
+use crate::family::{Action, Decode, Family, Owned};
 
 /// Where a request is decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +69,8 @@ pub struct FamilyRoute {
     pub family: &'static str,
     /// What it owns.
     pub owned: &'static [Owned],
+    /// How its drivers read a number: the segments are over canonical forms.
+    pub decode: Decode,
     /// Placements, sorted, adjacent, merged where equal.
     pub segments: Vec<Segment>,
 }
@@ -89,8 +99,10 @@ pub fn placement(family: &Family, request: u32, options: RouteOptions) -> Placem
         Some(Action::Deny(errno)) => Some(*errno),
         Some(_) => None,
     };
+    // Where the same bits may be another file's request, the supervisor, which knows the file,
+    // refuses it rather than the kernel for all.
     if let Some(Some(first)) = rows.first().map(denial) {
-        if rows.iter().all(|row| denial(row) == Some(first)) {
+        if rows.iter().all(|row| denial(row) == Some(first)) && family.exclusive() {
             return Placement::Refuse(first);
         }
     }
@@ -112,17 +124,21 @@ pub fn route(families: &[Family], options: RouteOptions) -> Vec<FamilyRoute> {
         .map(|family| FamilyRoute {
             family: family.name,
             owned: family.owned,
+            decode: family.decode,
             segments: segments(family, options),
         })
         .collect()
 }
 
 fn segments(family: &Family, options: RouteOptions) -> Vec<Segment> {
-    let unknown = if options.mode == Mode::Audit {
+    // A number the table does not list is refused for every file only where no other file
+    // takes it; else the supervisor, which knows the file, answers it.
+    let unknown = if options.mode == Mode::Audit || !family.exclusive() {
         Placement::Supervisor
     } else {
         Placement::Refuse(family.unknown_errno)
     };
+
     let mut listed: Vec<u32> = family.requests.iter().map(|r| r.ioctl.request).collect();
     listed.sort_unstable();
     listed.dedup();
@@ -158,6 +174,7 @@ pub fn table(families: &[Family]) -> String {
         mode: Mode::Enforce,
         simulated: false,
     };
+    let routes = route(families, enforce);
     let mut out = String::from(
         "| family | request | number | on each fd kind | decided |\n|---|---|---|---|---|\n",
     );
@@ -165,6 +182,10 @@ pub fn table(families: &[Family]) -> String {
         let mut listed: Vec<u32> = family.requests.iter().map(|r| r.ioctl.request).collect();
         listed.sort_unstable();
         listed.dedup();
+        // Numbers that differ only in size (an array's) and are treated alike share a line.
+        // The placement is the filter's, all families together (a UVM number with one of
+        // NVIDIA's nrs goes to the supervisor, say).
+        let mut lines: Vec<(String, Vec<u32>)> = Vec::new();
         for request in listed {
             let mut names = Vec::new();
             let mut actions = Vec::new();
@@ -183,18 +204,62 @@ pub fn table(families: &[Family]) -> String {
                     None => actions.push(format!("{kind}: unknown")),
                 }
             }
-            out.push_str(&format!(
-                "| {} | {} | `{request:#x}` | {} | {} |\n",
+            let key = format!(
+                "| {} | {} | {{}} | {} | {} |",
                 family.name,
                 names.join(" / "),
                 actions.join("; "),
-                placement(family, request, enforce).describe()
-            ));
+                decided(&routes, request).describe()
+            );
+            match lines.iter_mut().find(|(line, _)| *line == key) {
+                Some((_, numbers)) => numbers.push(request),
+                None => lines.push((key, vec![request])),
+            }
         }
+        for (key, numbers) in lines {
+            let shown = match numbers.as_slice() {
+                [one] => format!("`{one:#x}`"),
+                [first, .., last] => {
+                    format!("`{first:#x}` … `{last:#x}` ({} sizes)", numbers.len())
+                }
+                [] => String::new(),
+            };
+            out.push_str(&key.replacen("{}", &shown, 1));
+            out.push('\n');
+        }
+        let unknown = if family.exclusive() {
+            format!("kernel: {:?}", family.unknown_errno)
+        } else {
+            format!("supervisor: {:?} on its files", family.unknown_errno)
+        };
         out.push_str(&format!(
-            "| {} | any other number it owns | | unknown | kernel: {:?} |\n",
-            family.name, family.unknown_errno
+            "| {} | any other number it owns | | unknown | {unknown} |\n",
+            family.name
         ));
     }
     out
+}
+
+/// Where a filter built from `routes` decides `request`: the first family that reads only nr
+/// and size and owns it sends it to the supervisor where its canonical form is placed there;
+/// else the family owning it in full decides; a number no family owns is allowed.
+pub fn decided(routes: &[FamilyRoute], request: u32) -> Placement {
+    let at = |route: &FamilyRoute, number: u32| {
+        route
+            .segments
+            .iter()
+            .find(|s| s.low <= number && number <= s.high)
+            .map_or(Placement::Allow, |s| s.placement)
+    };
+    let owns = |route: &FamilyRoute| route.owned.iter().any(|o| o.contains(request));
+    for route in routes.iter().filter(|r| r.decode != Decode::Full) {
+        if owns(route) && at(route, route.decode.canonical(request)) == Placement::Supervisor {
+            return Placement::Supervisor;
+        }
+    }
+    routes
+        .iter()
+        .filter(|r| r.decode == Decode::Full)
+        .find(|r| owns(r))
+        .map_or(Placement::Allow, |route| at(route, request))
 }

@@ -39,16 +39,49 @@ pub struct Count {
     pub count: u64,
 }
 
+/// Numbers the tables do not know at a level below the ioctl (an RM control command, an RM
+/// class), with how often the workload used them: what an audit reports for enforce to deny.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unlisted {
+    /// File kind.
+    pub device: String,
+    /// What the number is (`RM_CONTROL unknown cmd`).
+    pub request: String,
+    /// The number.
+    pub number: u32,
+    /// How many calls used it.
+    pub count: u64,
+}
+
 /// A sandbox's decisions.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Counters {
     counts: BTreeMap<(&'static str, &'static str, Verdict), u64>,
+    unlisted: BTreeMap<(&'static str, &'static str, u32), u64>,
 }
 
 impl Counters {
     /// Counts one decision (names are the tables' own, so counting allocates nothing).
     pub fn add(&mut self, device: &'static str, request: &'static str, verdict: Verdict) {
         *self.counts.entry((device, request, verdict)).or_default() += 1;
+    }
+
+    /// Counts one use of `number`, which the tables do not know, at level `request`.
+    pub fn add_unlisted(&mut self, device: &'static str, request: &'static str, number: u32) {
+        *self.unlisted.entry((device, request, number)).or_default() += 1;
+    }
+
+    /// The unlisted numbers as lines.
+    pub fn unlisted(&self) -> Vec<Unlisted> {
+        self.unlisted
+            .iter()
+            .map(|((device, request, number), count)| Unlisted {
+                device: (*device).to_owned(),
+                request: (*request).to_owned(),
+                number: *number,
+                count: *count,
+            })
+            .collect()
     }
 
     /// The counts as lines.
@@ -87,6 +120,10 @@ pub struct Stats {
     pub totals: BTreeMap<Verdict, u64>,
     /// Per (device, request, verdict).
     pub counts: Vec<Count>,
+    /// Numbers below the ioctl level the tables do not know (RM controls and classes), which
+    /// enforce refuses.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unlisted: Vec<Unlisted>,
 }
 
 impl Stats {
@@ -105,6 +142,7 @@ impl Stats {
             mode,
             totals: verdicts.iter().map(|v| (*v, counters.total(*v))).collect(),
             counts: counters.lines(),
+            unlisted: counters.unlisted(),
         }
     }
 
@@ -139,6 +177,13 @@ impl Stats {
             })
             .collect();
         let _ = writeln!(out, "  totals: {}", totals.join(", "));
+        for line in &self.unlisted {
+            let _ = writeln!(
+                out,
+                "  unknown to the tables: {:<12} {} {:#x} ({} calls)",
+                line.device, line.request, line.number, line.count
+            );
+        }
         if self.mode != Mode::Audit {
             out.push_str(
                 "  (requests the filter decides in the kernel are not counted; --policy audit sees every call)\n",

@@ -186,6 +186,35 @@ pub fn ioctl_on_copy(fd: BorrowedFd<'_>, request: u32, arg: &mut [u8]) -> io::Re
     })
 }
 
+/// Issues `request` on `fd` with the first of `staging`'s buffers as the argument: a call a
+/// family translated, whose argument's pointers the translator pointed at the other buffers.
+/// Refused (EINVAL) when the request's `_IOC_SIZE` exceeds that buffer.
+pub fn ioctl_on_staging(
+    fd: BorrowedFd<'_>,
+    request: u32,
+    staging: &crate::family::Staging,
+) -> io::Result<i64> {
+    let (address, length) = staging
+        .top()
+        .ok_or_else(|| io::Error::from_raw_os_error(libc::EFAULT))?;
+    if crate::family::ioc_size(request) > length {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    // SAFETY: `address` is the start of a live heap buffer of `length` bytes that `staging`
+    // owns and keeps in place for the call, and the request's size (what the driver copies in
+    // and out there) was checked against it above. The pointers inside it were set by the
+    // family's translator to other buffers of `staging`, each with the length field the driver
+    // sizes its copy by set to that buffer's length.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_ioctl,
+            fd.as_raw_fd(),
+            request as libc::c_ulong,
+            address as usize as *mut libc::c_void,
+        )
+    })
+}
+
 /// Sets this thread's effective uid and gid only (the raw syscalls; glibc's wrappers would change
 /// every thread of the daemon).
 pub fn set_thread_effective_ids(euid: u32, egid: u32) -> io::Result<()> {

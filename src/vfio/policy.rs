@@ -4,7 +4,9 @@
 use nix::errno::Errno;
 
 use super::abi::*;
-use crate::family::{Action, DeviceClass, Family, FdKind, IoctlDef, Owned, field_u32, rows};
+use crate::family::{
+    Action, Decode, DeviceClass, Family, FdKind, IoctlDef, Owned, field_u32, rows,
+};
 
 /// The VFIO container, `/dev/vfio/vfio`.
 pub const CONTAINER: FdKind = FdKind::new("vfio", "vfio-container");
@@ -77,6 +79,7 @@ pub fn family() -> Family {
         ],
         anon_inodes: &[("[vfio-device]", DEVICE)],
         owned: &[Owned::Magic(VFIO_MAGIC)],
+        decode: Decode::Full,
         unknown_errno: UNKNOWN_ERRNO,
         requests: rows(CONTAINER, &CONTAINER_TABLE)
             .chain(rows(GROUP, &GROUP_TABLE))

@@ -58,7 +58,7 @@ const ROUNDS: usize = 2;
 
 /// The gate over the posing registry, and the filter it has a host-device sandbox install.
 fn posing_gate() -> (Gate, Vec<accelgate::supervisor::abi::SockFilter>) {
-    let gate = Gate::new(families(), posing_registry()).expect("consistent tables");
+    let gate = Gate::new(families(None), posing_registry()).expect("consistent tables");
     let program = build(
         Arch::native().unwrap(),
         &gate.filter_spec(Mode::Enforce, false),
@@ -428,7 +428,7 @@ fn role_workload_killed() -> Value {
         .position(|n| n.path.to_string_lossy().starts_with("/dev/accel"))
         .unwrap();
     let (_, carrier) = simulator.open(accel, libc::O_RDWR, me, &|_| false).unwrap();
-    let gate = Gate::new(families(), host.registry().unwrap()).expect("consistent tables");
+    let gate = Gate::new(families(None), host.registry().unwrap()).expect("consistent tables");
     let program = build(
         Arch::native().unwrap(),
         &gate.filter_spec(Mode::Enforce, true),
