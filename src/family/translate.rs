@@ -79,7 +79,8 @@ pub struct Translation<'a> {
 pub struct Inspection {
     /// Its name, from the tables (`unknown` ones are named for their level).
     pub name: &'static str,
-    /// The number at that level (a command, a class), for reports of unknown ones.
+    /// The number at that level (a command, a class) when the tables do not know it: what an
+    /// audit reports.
     pub number: Option<u32>,
     /// Why `enforce` refuses it, if it does.
     pub refusal: Option<&'static str>,

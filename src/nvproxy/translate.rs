@@ -112,7 +112,7 @@ impl NvTranslator {
         match self.control(cmd) {
             Some(control) => Inspection {
                 name: control.name,
-                number: Some(cmd),
+                number: None,
                 refusal: None,
             },
             None if cmd & GSS_LEGACY != 0 => Inspection {
@@ -139,7 +139,7 @@ impl NvTranslator {
         match self.abi.class(class, self.caps) {
             Some(known) => Inspection {
                 name: known.name,
-                number: Some(class),
+                number: None,
                 refusal: (call.kind == GPU && !EVENT_CLASSES.contains(&class))
                     .then_some("RM_ALLOC of a non-event class on a GPU file"),
             },

@@ -137,7 +137,7 @@ pub fn serve(
 fn record(listener: &Listener, kind: FdKind, inspection: &Inspection, verdict: Verdict) {
     let sandbox = &listener.sandbox;
     sandbox.count(kind.name(), inspection.name, verdict);
-    if let (Some(number), Some(_)) = (inspection.number, inspection.refusal) {
+    if let Some(number) = inspection.number {
         sandbox.count_unlisted(kind.name(), inspection.name, number);
     }
 }
