@@ -241,15 +241,27 @@ pub fn run_sandbox(bundle: &Path, root: Option<&str>, command: &[&str]) -> Outpu
 /// scripts/setup does), atomically, so that concurrent test binaries never run half a file.
 pub fn probe() -> PathBuf {
     static BUILD: Once = Once::new();
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/tpu-probe");
-    let binary = dir.join("tpu-probe");
-    BUILD.call_once(|| {
-        let source = dir.join("tpu-probe.c");
+    example_binary("tpu-probe", &BUILD)
+}
+
+/// examples/nvidia-probe/nvidia-probe, built as [`probe`] builds its.
+pub fn nvidia_probe() -> PathBuf {
+    static BUILD: Once = Once::new();
+    example_binary("nvidia-probe", &BUILD)
+}
+
+fn example_binary(name: &str, once: &Once) -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(name);
+    let binary = dir.join(name);
+    once.call_once(|| {
+        let source = dir.join(format!("{name}.c"));
         let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
         if modified(&binary) >= modified(&source) {
             return;
         }
-        let temporary = dir.join(format!("tpu-probe.tmp.{}", std::process::id()));
+        let temporary = dir.join(format!("{name}.tmp.{}", std::process::id()));
         let status = Command::new("cc")
             .args(["-static", "-O2", "-pthread", "-o"])
             .arg(&temporary)
