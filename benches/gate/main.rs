@@ -18,7 +18,10 @@
 //! decides, and continues it), `VFIO_IOMMU_ENABLE` on the container (denied by the supervisor:
 //! its number means another denied call on a device, with a different errno on a group), and
 //! gasket `REGISTER_INTERRUPT` (emulated: copy in, check, eventfd check, the call on a copy
-//! under the caller's ids, copy out) on the /dev/zero chip and on the simulated chip.
+//! under the caller's ids, copy out) on the /dev/zero chip and on the simulated chip, and
+//! NVIDIA's `RM_CONTROL` (`GPU_GET_ATTACHED_IDS`, translated: the NVOS54 and its 128 bytes of
+//! parameters copied in, the command checked, the call run on the copies, the GPU id list
+//! narrowed and copied out) on a simulated control file.
 
 mod posing;
 mod sys;
@@ -29,9 +32,10 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use accelgate::accel::abi::REGISTER_INTERRUPT;
-use accelgate::boot::families;
+use accelgate::boot::{NvidiaTables, families};
 use accelgate::discovery::discover;
 use accelgate::family::Caller;
+use accelgate::nvproxy::DriverCaps;
 use accelgate::pci::HostRoot;
 use accelgate::supervisor::abi::{SECCOMP_RET_ALLOW, SockFilter, op};
 use accelgate::supervisor::filter::{Arch, build};
@@ -86,7 +90,7 @@ fn workload(
     scenario: Scenario,
     socket: Option<OwnedFd>,
     report: OwnedFd,
-    carrier: Option<OwnedFd>,
+    carriers: Option<(OwnedFd, OwnedFd)>,
     program: &[SockFilter],
 ) -> i32 {
     let iterations: usize = std::env::var("GATE_BENCH_ITERATIONS")
@@ -158,7 +162,7 @@ fn workload(
             );
         }
         Scenario::Simulated => {
-            let carrier = carrier.expect("a simulated chip");
+            let (carrier, nvidia) = carriers.expect("a simulated chip and control file");
             let eventfd = nix::sys::eventfd::EventFd::new().expect("eventfd");
             let mut mapping = [0u64, eventfd.as_fd().as_raw_fd() as u64, 2, 0x472_0000];
             let mut register = || {
@@ -178,6 +182,16 @@ fn workload(
                     register();
                 }),
             );
+            let Some(mut control) = sys::NvControl::new(nvidia.as_fd()) else {
+                eprintln!("no RM client on the simulated control file");
+                return 1;
+            };
+            line(
+                "RM_CONTROL, simulator",
+                per_call(iterations, || {
+                    control.attached_ids();
+                }),
+            );
         }
     }
     let _ = std::fs::File::from(report).write_all(out.as_bytes());
@@ -194,15 +208,23 @@ fn scenario(scenario: Scenario, sync_wake_up: bool, pinned: bool) {
     }
     let simulated = scenario == Scenario::Simulated;
     let mut simulator = None;
-    let mut carrier = None;
+    let mut carriers = None;
+    let abi = accelgate::nvproxy::tree::abi("550.54.15".parse().expect("a version"))
+        .expect("the 550 tables");
     if simulated {
         let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/sysfs/tpu-v4-8");
         let host =
             discover(&HostRoot::at(fixture).expect("fixture host")).expect("discover the fixture");
-        let mut sim = Simulator::new(
-            accelgate::tpuproxy::simulated_devices(&host.tpus, &[0]),
-            None,
-        );
+        let gpus = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/sysfs/nvidia-h100x8");
+        let gpus =
+            discover(&HostRoot::at(gpus).expect("fixture host")).expect("discover the fixture");
+        let mut devices = accelgate::tpuproxy::simulated_devices(&host.tpus, &[0]);
+        devices.extend(accelgate::nvproxy::sim::simulated_gpus(
+            abi,
+            &gpus.gpus,
+            &[0],
+        ));
+        let mut sim = Simulator::new(devices, None);
         let me = Caller {
             tgid: std::process::id() as i32,
             euid: 0,
@@ -212,14 +234,26 @@ fn scenario(scenario: Scenario, sync_wake_up: bool, pinned: bool) {
             .nodes()
             .position(|n| n.path.to_string_lossy().starts_with("/dev/accel"))
             .expect("an accel node");
-        carrier = Some(
-            sim.open(accel, libc::O_RDWR, me, &|_| false)
-                .expect("open the simulated chip")
-                .1,
-        );
+        let ctl = sim
+            .nodes()
+            .position(|n| n.path.to_string_lossy() == "/dev/nvidiactl")
+            .expect("a control node");
+        let chip = sim
+            .open(accel, libc::O_RDWR, me, &|_| false)
+            .expect("open the simulated chip")
+            .1;
+        let ctl = sim
+            .open(ctl, libc::O_RDWR, me, &|_| false)
+            .expect("open the simulated control file")
+            .1;
+        carriers = Some((chip, ctl));
         simulator = Some(sim);
     }
-    let gate = Gate::new(families(None), posing_registry()).expect("consistent tables");
+    let nvidia = NvidiaTables {
+        abi,
+        caps: DriverCaps::DEFAULT,
+    };
+    let gate = Gate::new(families(Some(nvidia)), posing_registry()).expect("consistent tables");
     let program = match scenario {
         Scenario::AllowAll => vec![SockFilter {
             code: op::RET_K,
@@ -250,10 +284,10 @@ fn scenario(scenario: Scenario, sync_wake_up: bool, pinned: bool) {
         ForkResult::Child => {
             drop((ours, report_read));
             let socket = served.then_some(theirs);
-            std::process::exit(workload(scenario, socket, report_write, carrier, &program));
+            std::process::exit(workload(scenario, socket, report_write, carriers, &program));
         }
         ForkResult::Parent { child } => {
-            drop((theirs, report_write, carrier));
+            drop((theirs, report_write, carriers));
             let server = served.then(|| {
                 let listener = receive_listener(ours.as_fd())
                     .expect("receive")
@@ -331,6 +365,7 @@ struct Ratios {
     denied: f64,
     emulated: f64,
     emulated_host: f64,
+    rm_control: f64,
 }
 
 fn ratios(results: &[(String, f64)]) -> Ratios {
@@ -349,6 +384,7 @@ fn ratios(results: &[(String, f64)]) -> Ratios {
         denied: find("host: deny") / floor,
         emulated: find("simulated: emulate, simulator") / floor,
         emulated_host: find("host: emulate, host backend") / floor,
+        rm_control: find("simulated: RM_CONTROL, simulator") / floor,
     }
 }
 
@@ -384,8 +420,14 @@ fn main() {
         }
         let r = ratios(&results);
         println!(
-            "  unrouted {:.2}x, in-kernel-allowed {:.2}x, continue {:.2}x, deny {:.2}x, emulate {:.2}x (host backend {:.2}x)",
-            r.unrouted, r.in_kernel, r.continued, r.denied, r.emulated, r.emulated_host
+            "  unrouted {:.2}x, in-kernel-allowed {:.2}x, continue {:.2}x, deny {:.2}x, emulate {:.2}x (host backend {:.2}x), RM_CONTROL {:.2}x",
+            r.unrouted,
+            r.in_kernel,
+            r.continued,
+            r.denied,
+            r.emulated,
+            r.emulated_host,
+            r.rm_control
         );
         if !pinned && sync_wake_up {
             summary = Some(r);
@@ -393,8 +435,8 @@ fn main() {
     }
     if let Some(r) = summary {
         println!(
-            "gate ratios: unrouted={:.2} in-kernel-allowed={:.2} continue={:.2} deny={:.2} emulate={:.2}",
-            r.unrouted, r.in_kernel, r.continued, r.denied, r.emulated
+            "gate ratios: unrouted={:.2} in-kernel-allowed={:.2} continue={:.2} deny={:.2} emulate={:.2} rm-control={:.2}",
+            r.unrouted, r.in_kernel, r.continued, r.denied, r.emulated, r.rm_control
         );
     }
 }

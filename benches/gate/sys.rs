@@ -87,3 +87,96 @@ pub fn install_plain_filter(
         Err(std::io::Error::last_os_error().to_string())
     }
 }
+
+/// `NVOS54_PARAMETERS`.
+#[repr(C)]
+#[derive(Default)]
+struct Nvos54 {
+    client: u32,
+    object: u32,
+    cmd: u32,
+    flags: u32,
+    params: u64,
+    params_size: u32,
+    status: u32,
+}
+
+/// `NVOS64_PARAMETERS`.
+#[repr(C)]
+#[derive(Default)]
+struct Nvos64 {
+    root: u32,
+    parent: u32,
+    new: u32,
+    class: u32,
+    params: u64,
+    rights: u64,
+    params_size: u32,
+    flags: u32,
+    status: u32,
+    pad: u32,
+}
+
+/// `_IOWR('F', nr, size)`.
+const fn nv_ioctl(nr: u32, size: usize) -> u32 {
+    0xc000_0000 | ((size as u32) << 16) | (0x46 << 8) | nr
+}
+
+/// An RM client on a control file, for timing `RM_CONTROL`.
+pub struct NvControl<'a> {
+    ctl: BorrowedFd<'a>,
+    client: u32,
+    ids: [u32; 32],
+}
+
+impl<'a> NvControl<'a> {
+    /// Allocates a root client on `ctl`.
+    pub fn new(ctl: BorrowedFd<'a>) -> Option<Self> {
+        let mut handle = [0u8; 128];
+        let mut alloc = Nvos64 {
+            class: 0x41,
+            params: handle.as_mut_ptr() as u64,
+            status: u32::MAX,
+            ..Nvos64::default()
+        };
+        let request = nv_ioctl(0x2b, size_of::<Nvos64>());
+        // SAFETY: `alloc` is a live NVOS64 (48 bytes, the request's size), and its parameter
+        // pointer names `handle`, which outlives the call and exceeds the root class's size.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_ioctl,
+                ctl.as_raw_fd(),
+                request as libc::c_ulong,
+                &mut alloc,
+            )
+        };
+        (ret == 0 && alloc.status == 0).then_some(Self {
+            ctl,
+            client: alloc.new,
+            ids: [0; 32],
+        })
+    }
+
+    /// `NV0000_CTRL_CMD_GPU_GET_ATTACHED_IDS` on the client.
+    pub fn attached_ids(&mut self) -> libc::c_long {
+        let mut control = Nvos54 {
+            client: self.client,
+            object: self.client,
+            cmd: 0x201,
+            params: self.ids.as_mut_ptr() as u64,
+            params_size: 128,
+            ..Nvos54::default()
+        };
+        let request = nv_ioctl(0x2a, size_of::<Nvos54>());
+        // SAFETY: `control` is a live NVOS54 (32 bytes, the request's size), and its parameter
+        // pointer names `ids`, 128 bytes as `params_size` says, which outlives the call.
+        unsafe {
+            libc::syscall(
+                libc::SYS_ioctl,
+                self.ctl.as_raw_fd(),
+                request as libc::c_ulong,
+                &mut control,
+            )
+        }
+    }
+}
