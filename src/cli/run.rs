@@ -74,15 +74,42 @@ pub struct RunArgs {
     command: Vec<String>,
 }
 
-/// The gate for this sandbox: on when it gets TPUs or simulates them.
-fn gate_config(
-    args: &RunArgs,
+/// How the operator asked for the ioctl gate (`run`'s and `create`'s flags).
+pub(super) struct GateFlags<'a> {
+    /// The host is a fixture (`--root` after the command).
+    pub fixture: bool,
+    /// `--simulate`.
+    pub simulate: bool,
+    /// `--policy`.
+    pub policy: Mode,
+    /// `--sim-log`.
+    pub sim_log: Option<&'a Path>,
+}
+
+/// The gate for this sandbox: on when it gets TPUs or simulates them. A fixture whose device
+/// numbers are real devices on this machine is refused, simulated or not.
+pub(super) fn gate_config(
+    flags: &GateFlags<'_>,
     plan: &SandboxPlan,
     host: &HostSnapshot,
 ) -> Result<Option<GateConfig>, ExitCode> {
+    if flags.fixture && !flags.simulate {
+        let registry = host
+            .discovery
+            .registry()
+            .map_err(|e| super::fail("the host's device numbers", &e))?;
+        let real = real_devices_behind(plan, &registry, Path::new("/sys"));
+        if !real.is_empty() {
+            eprintln!(
+                "error: --root: this machine has real devices at the numbers of {}; the sandbox's nodes would reach them (use --simulate, or a fixture whose numbers are free here)",
+                real.join(", ")
+            );
+            return Err(ExitCode::from(1));
+        }
+    }
     let granted = &plan.accelerators.tpus;
     if granted.is_empty() {
-        if args.simulate {
+        if flags.simulate {
             eprintln!(
                 "error: --simulate: the plan gives the sandbox no TPUs (use --tpu all or the dev.accelgate.tpu annotation)"
             );
@@ -94,7 +121,7 @@ fn gate_config(
         .discovery
         .registry()
         .map_err(|e| super::fail("the host's device numbers", &e))?;
-    let simulator = if args.simulate {
+    let simulator = if flags.simulate {
         let real = real_devices_behind(plan, &registry, Path::new("/sys"));
         if !real.is_empty() {
             eprintln!(
@@ -103,7 +130,7 @@ fn gate_config(
             );
             return Err(ExitCode::from(1));
         }
-        let log = match &args.sim_log {
+        let log = match flags.sim_log {
             Some(path) => Some(
                 std::fs::OpenOptions::new()
                     .create(true)
@@ -125,7 +152,7 @@ fn gate_config(
         gate,
         sandbox: SandboxConfig {
             name: plan.container_id.clone(),
-            mode: args.policy,
+            mode: flags.policy,
             simulator,
             granted: Some(granted),
         },
@@ -138,21 +165,13 @@ pub fn run(args: &RunArgs) -> ExitCode {
         Ok(built) => built,
         Err(code) => return code,
     };
-    if args.sandbox.root.is_some() && !args.simulate {
-        let registry = match host.discovery.registry() {
-            Ok(registry) => registry,
-            Err(e) => return super::fail("the host's device numbers", &e),
-        };
-        let real = real_devices_behind(&plan, &registry, Path::new("/sys"));
-        if !real.is_empty() {
-            eprintln!(
-                "error: --root: this machine has real devices at the numbers of {}; the sandbox's nodes would reach them (use --simulate, or a fixture whose numbers are free here)",
-                real.join(", ")
-            );
-            return ExitCode::from(1);
-        }
-    }
-    let gate = match gate_config(args, &plan, &host) {
+    let flags = GateFlags {
+        fixture: args.sandbox.root.is_some(),
+        simulate: args.simulate,
+        policy: args.policy,
+        sim_log: args.sim_log.as_deref(),
+    };
+    let gate = match gate_config(&flags, &plan, &host) {
         Ok(gate) => gate,
         Err(code) => return code,
     };
@@ -170,8 +189,8 @@ pub fn run(args: &RunArgs) -> ExitCode {
             report_gate(args, gate.as_ref());
             match outcome {
                 Outcome::Exited(status) => ExitCode::from(status.clamp(0, 255) as u8),
-                // Only `create` asks for a barrier.
-                Outcome::Created(_) => ExitCode::SUCCESS,
+                // Only `create` asks for a barrier, and only `exec` detaches.
+                Outcome::Created(_) | Outcome::Detached(_) => ExitCode::SUCCESS,
                 Outcome::Failed { status, message } => {
                     eprintln!("error: {message}");
                     ExitCode::from(status.clamp(0, 255) as u8)
