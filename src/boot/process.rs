@@ -196,13 +196,20 @@ pub fn exec_workload(
 
     let user = process.user();
     let caps = process.capabilities().clone().unwrap_or_default();
-    if let Some(bounding) = caps.bounding() {
-        let keep = to_caps(bounding).map_err(|e| failure(125, e))?;
-        for cap in caps::all() {
-            if !keep.contains(&cap) {
-                caps::drop(None, caps::CapSet::Bounding, cap)
-                    .map_err(|e| setup(&format!("drop {cap} from the bounding set"), &e))?;
-            }
+    // An absent set is an empty one, as runc takes it: podman's `--cap-drop ALL` leaves
+    // `bounding` out, and a full bounding set would let a setuid or file-capability program
+    // regain every capability.
+    let keep = caps
+        .bounding()
+        .as_ref()
+        .map(to_caps)
+        .transpose()
+        .map_err(|e| failure(125, e))?
+        .unwrap_or_default();
+    for cap in caps::all() {
+        if !keep.contains(&cap) {
+            caps::drop(None, caps::CapSet::Bounding, cap)
+                .map_err(|e| setup(&format!("drop {cap} from the bounding set"), &e))?;
         }
     }
     if let Some(gate) = gate {
