@@ -542,6 +542,26 @@ fn exec_runs_in_the_container_as_runcs_flags_say() {
     );
     let output = oci(&state_dir, &log, &["exec", &id, "/no/such/program"]);
     assert_eq!(output.status.code(), Some(127), "{}", stderr());
+    // --preserve-fds: fd 3 of the caller reaches the process, fd 4 does not.
+    let secret = work.path().join("passed");
+    std::fs::write(&secret, "through-fd-3").unwrap();
+    let output = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "exec 3<{} 4<{}; {} --root {} exec --preserve-fds 1 {id} sh -c 'cat <&3; cat <&4 || echo no-fd-4'",
+            secret.display(),
+            secret.display(),
+            env!("CARGO_BIN_EXE_accelgate"),
+            state_dir.display(),
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(
+        common::stdout(&output),
+        "through-fd-3no-fd-4\n",
+        "{}",
+        common::stderr(&output)
+    );
 
     // Detached, with a pid file: the process runs in the container after exec returns.
     let pid_file = work.path().join("exec.pid");
