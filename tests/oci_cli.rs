@@ -839,3 +839,57 @@ fn exec_into_a_tpu_container_goes_through_its_gate_service() {
     });
     assert!(!state_dir.join(&id).exists());
 }
+
+#[test]
+fn a_user_namespace_container_is_created_started_and_execd_into() {
+    privileged!();
+    let bundle = common::runnable_bundle(|spec| {
+        spec["process"]["args"] = json!(["sleep", "60"]);
+        spec["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "user"}));
+        spec["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        spec["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    });
+    // The rootfs belongs to the namespace's root, as runc also requires.
+    let chowned = Command::new("chown")
+        .args(["-R", "100000:100000", bundle.rootfs().to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(chowned.success(), "chown the rootfs: {chowned}");
+    let work = tempfile::tempdir().unwrap();
+    let id = format!("oci-userns-{}", std::process::id());
+    // The container's root (host uid 100000) waits on exec.fifo, so create hands it over.
+    let (state_dir, log) = running_container(work.path(), &bundle, &id);
+    let stderr = || std::fs::read_to_string(&log).unwrap_or_default();
+    let pid = state(&state_dir, &log, &id)["pid"].as_i64().unwrap();
+    let output = oci(
+        &state_dir,
+        &log,
+        &[
+            "exec",
+            &id,
+            "sh",
+            "-c",
+            "id -u; cat /proc/self/uid_map; readlink /proc/self/ns/user",
+        ],
+    );
+    assert!(output.status.success(), "{}", stderr());
+    let user_ns = std::fs::read_link(format!("/proc/{pid}/ns/user")).unwrap();
+    let stdout = common::stdout(&output);
+    let lines: Vec<&str> = stdout.lines().map(str::trim).collect();
+    assert_eq!(lines[0], "0", "{stdout}");
+    assert_eq!(
+        lines[1].split_whitespace().collect::<Vec<_>>(),
+        ["0", "100000", "65536"]
+    );
+    assert_eq!(lines[2], user_ns.display().to_string());
+    assert!(
+        oci(&state_dir, &log, &["delete", "--force", &id])
+            .status
+            .success(),
+        "{}",
+        stderr()
+    );
+}

@@ -90,6 +90,11 @@ pub fn create(
     let fifo = dir.join(EXEC_FIFO);
     let hooks = Hooks::of(&bundle.spec).0;
     let made = nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
+        .and_then(|()| {
+            // The container's root opens it; in a user namespace that is another host id.
+            let (uid, gid) = container_root(&bundle.spec);
+            nix::unistd::chown(&fifo, Some(uid), Some(gid))
+        })
         .map_err(|e| RuntimeError::State {
             path: fifo.clone(),
             what: "mkfifo".into(),
@@ -195,6 +200,22 @@ pub fn create(
         return Err(e);
     }
     Ok(container)
+}
+
+/// The host's ids of the container's root: mapped by `linux.uidMappings`/`gidMappings` in a
+/// user namespace, the same ids otherwise.
+fn container_root(spec: &oci_spec::runtime::Spec) -> (nix::unistd::Uid, nix::unistd::Gid) {
+    let host_of = |maps: Option<&Vec<oci_spec::runtime::LinuxIdMapping>>| {
+        maps.into_iter()
+            .flatten()
+            .find(|m| m.container_id() == 0 && m.size() > 0)
+            .map_or(0, |m| m.host_id())
+    };
+    let linux = spec.linux().as_ref();
+    (
+        nix::unistd::Uid::from_raw(host_of(linux.and_then(|l| l.uid_mappings().as_ref()))),
+        nix::unistd::Gid::from_raw(host_of(linux.and_then(|l| l.gid_mappings().as_ref()))),
+    )
 }
 
 /// Ends a container's gate service (its container is gone, or never started).
