@@ -29,7 +29,7 @@ fn oci(state: &Path, log: &Path, args: &[&str]) -> Output {
             .open(log)
             .unwrap()
     };
-    let detached = args.first() == Some(&"exec") && args.iter().any(|a| *a == "-d");
+    let detached = args.first() == Some(&"exec") && args.contains(&"-d");
     let stdout = if args.first() == Some(&"create") || detached {
         Stdio::from(file())
     } else {
