@@ -5,7 +5,8 @@
 //! launcher's privileges, while the sandbox gives its own up. It waits for the workload's
 //! listener, serves it until the last sandboxed process is gone, and writes its counts to a pipe
 //! the launcher reads. It dies with the launcher; if it dies first, the workload's accelerator
-//! ioctls fail with ENOSYS (fail closed).
+//! ioctls fail with ENOSYS (fail closed). A created container, which outlives its launcher, has
+//! a [`super::GateService`] instead.
 
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
