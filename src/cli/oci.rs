@@ -133,7 +133,7 @@ pub struct KillArgs {
     signal: String,
 }
 
-/// Delete a stopped container (its state, device cgroup; poststop hooks run)
+/// Delete a stopped container (its state, cgroups, gate service; poststop hooks run)
 #[derive(Debug, Args)]
 pub struct DeleteArgs {
     /// Kill a created or running container first
