@@ -513,8 +513,12 @@ fn exec_runs_in_the_container_as_runcs_flags_say() {
     let process = work.path().join("process.json");
     std::fs::write(
         &process,
-        json!({"args": ["sh", "-c", "echo $B; exit 3"], "env": ["B=from-file"], "cwd": "/", "user": {"uid": 0, "gid": 0}})
-            .to_string(),
+        json!({
+            "args": ["sh", "-c", "echo $B; ulimit -n; exit 3"], "env": ["B=from-file"], "cwd": "/",
+            "user": {"uid": 0, "gid": 0},
+            "rlimits": [{"type": "RLIMIT_NOFILE", "soft": 256, "hard": 512}]
+        })
+        .to_string(),
     )
     .unwrap();
     let output = oci(
@@ -523,7 +527,7 @@ fn exec_runs_in_the_container_as_runcs_flags_say() {
         &["exec", "--process", process.to_str().unwrap(), &id],
     );
     assert_eq!(output.status.code(), Some(3), "{}", stderr());
-    assert_eq!(common::stdout(&output), "from-file\n");
+    assert_eq!(common::stdout(&output), "from-file\n256\n");
     std::fs::write(
         &process,
         r#"{"args": "sh", "cwd": "/", "user": {"uid": 0, "gid": 0}}"#,
