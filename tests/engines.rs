@@ -204,13 +204,16 @@ fn podman_runs_containers_through_accelgate_with_output_exit_status_and_a_termin
         common::stderr(&output)
     );
     assert!(common::stdout(&output).contains("/dev/pts/0"));
-    // Even with CAP_MKNOD (Docker's default set has it), the device cgroup keeps the container
-    // from making or opening a node the plan did not give it.
+    // Even with CAP_MKNOD (Docker's default set has it) and a device rule that lets it make
+    // the node (runc's default cgroup has `c *:* m`), the device cgroup keeps the container
+    // from opening a node the plan did not give it.
     let output = podman.run(&[
         "run",
         "--rm",
         "--cap-add",
         "MKNOD",
+        "--device-cgroup-rule",
+        "c 1:1 m",
         "--network",
         "none",
         "--security-opt",
@@ -219,9 +222,10 @@ fn podman_runs_containers_through_accelgate_with_output_exit_status_and_a_termin
         rootfs.to_str().unwrap(),
         "/bin/sh",
         "-c",
-        "mknod /dev/mem2 c 1 1; head -c 1 /dev/mem2 >/dev/null && echo opened; grep CapEff /proc/self/status",
+        "mknod /dev/mem c 1 1 && echo made; head -c 1 /dev/mem >/dev/null && echo opened; grep CapEff /proc/self/status",
     ]);
     let stdout = common::stdout(&output);
+    assert!(stdout.starts_with("made\n"), "{stdout}");
     assert!(!stdout.contains("opened"), "{stdout}");
     assert!(
         stdout.contains("CapEff"),
@@ -287,4 +291,172 @@ fn podman_limits_reach_the_containers_cgroups_and_rm_force_ends_it() {
     let removed = podman.run(&["rm", "--force", "--time", "0", &id]);
     assert!(removed.status.success(), "{}", common::stderr(&removed));
     assert!(!memory.exists(), "{} is left", memory.display());
+}
+
+/// `podman run` arguments every test gives: no network, no seccomp profile (the spec's seccomp
+/// is not applied yet), the rootfs.
+fn run_args<'a>(rootfs: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "run",
+        "--network",
+        "none",
+        "--security-opt",
+        "seccomp=unconfined",
+    ];
+    args.extend_from_slice(rest);
+    args.extend_from_slice(&["--rootfs", rootfs]);
+    args
+}
+
+#[test]
+fn podman_exec_stop_kill_and_rm_reach_a_detached_container() {
+    privileged!();
+    let Some(podman) = Podman::new() else {
+        return;
+    };
+    let bundle = common::runnable_bundle(|_| {});
+    let rootfs = bundle.rootfs();
+    let rootfs = rootfs.to_str().unwrap();
+    let mut args = run_args(rootfs, &["-d"]);
+    // A pid 1 with a handler, so that `stop` ends it with SIGTERM.
+    args.extend_from_slice(&[
+        "/bin/sh",
+        "-c",
+        "trap 'exit 0' TERM; while :; do sleep 0.1; done",
+    ]);
+    let started = podman.run(&args);
+    assert!(started.status.success(), "{}", common::stderr(&started));
+    let id = common::stdout(&started).trim().to_owned();
+    let exec = podman.run(&["exec", &id, "sh", "-c", "echo exec-out; exit 6"]);
+    assert_eq!(exec.status.code(), Some(6), "{}", common::stderr(&exec));
+    assert_eq!(common::stdout(&exec), "exec-out\n");
+    // The exec'd process is in the container's namespaces and cgroups.
+    let inspect = podman.run(&["inspect", "--format", "{{.State.Pid}}", &id]);
+    let pid = common::stdout(&inspect).trim().to_owned();
+    let exec = podman.run(&[
+        "exec",
+        &id,
+        "sh",
+        "-c",
+        "for ns in pid mnt ipc uts; do readlink /proc/self/ns/$ns; done; cat /proc/self/cgroup",
+    ]);
+    assert!(exec.status.success(), "{}", common::stderr(&exec));
+    let mut expected: String = ["pid", "mnt", "ipc", "uts"]
+        .iter()
+        .map(|ns| {
+            let link = std::fs::read_link(format!("/proc/{pid}/ns/{ns}")).unwrap();
+            format!("{}\n", link.display())
+        })
+        .collect();
+    expected.push_str(&std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap());
+    assert_eq!(common::stdout(&exec), expected);
+    // -t: a terminal of the container's own devpts, through conmon's console socket.
+    let exec = podman.run(&["exec", "-t", &id, "sh", "-c", "tty; exit 2"]);
+    assert_eq!(exec.status.code(), Some(2), "{}", common::stderr(&exec));
+    assert!(
+        common::stdout(&exec).contains("/dev/pts/"),
+        "{}",
+        common::stdout(&exec)
+    );
+    // pause freezes the container (processes exec'd into it too), unpause thaws it.
+    let paused = podman.run(&["pause", &id]);
+    assert!(paused.status.success(), "{}", common::stderr(&paused));
+    let state = podman.run(&["inspect", "--format", "{{.State.Status}}", &id]);
+    assert_eq!(common::stdout(&state).trim(), "paused");
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    assert!(stat.contains(") S ") || stat.contains(") D "), "{stat}");
+    assert_eq!(
+        common::cgroup_v1_read(&pid, "freezer", "freezer.state"),
+        "FROZEN"
+    );
+    let resumed = podman.run(&["unpause", &id]);
+    assert!(resumed.status.success(), "{}", common::stderr(&resumed));
+    assert_eq!(
+        common::cgroup_v1_read(&pid, "freezer", "freezer.state"),
+        "THAWED"
+    );
+    let stopped = podman.run(&["stop", "--time", "5", &id]);
+    assert!(stopped.status.success(), "{}", common::stderr(&stopped));
+    let state = podman.run(&[
+        "inspect",
+        "--format",
+        "{{.State.Status}} {{.State.ExitCode}}",
+        &id,
+    ]);
+    assert_eq!(common::stdout(&state).trim(), "exited 0");
+    let removed = podman.run(&["rm", &id]);
+    assert!(removed.status.success(), "{}", common::stderr(&removed));
+
+    let mut args = run_args(rootfs, &["-d"]);
+    args.extend_from_slice(&["sleep", "60"]);
+    let started = podman.run(&args);
+    assert!(started.status.success(), "{}", common::stderr(&started));
+    let id = common::stdout(&started).trim().to_owned();
+    let killed = podman.run(&["kill", &id]);
+    assert!(killed.status.success(), "{}", common::stderr(&killed));
+    let waited = podman.run(&["wait", &id]);
+    // sleep has no handler for SIGKILL... nor SIGTERM: podman kill sends SIGKILL by default.
+    assert_eq!(
+        common::stdout(&waited).trim(),
+        "137",
+        "{}",
+        common::stderr(&waited)
+    );
+    let removed = podman.run(&["rm", &id]);
+    assert!(removed.status.success(), "{}", common::stderr(&removed));
+}
+
+#[test]
+fn podman_read_only_and_user_with_dropped_capabilities() {
+    privileged!();
+    let Some(podman) = Podman::new() else {
+        return;
+    };
+    let bundle = common::runnable_bundle(|_| {});
+    let rootfs = bundle.rootfs();
+    let rootfs = rootfs.to_str().unwrap();
+    let mut args = run_args(rootfs, &["--rm", "--read-only"]);
+    args.extend_from_slice(&[
+        "sh",
+        "-c",
+        "touch /x 2>/dev/null && echo wrote-root; touch /tmp/y && echo wrote-tmp; grep ' / ' /proc/self/mounts",
+    ]);
+    let output = podman.run(&args);
+    let stdout = common::stdout(&output);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        common::stderr(&output)
+    );
+    assert!(!stdout.contains("wrote-root"), "{stdout}");
+    assert!(stdout.contains("wrote-tmp"), "{stdout}");
+    assert!(stdout.lines().last().unwrap().contains(" ro,"), "{stdout}");
+
+    let mut args = run_args(
+        rootfs,
+        &["--rm", "--user", "1000:1000", "--cap-drop", "ALL"],
+    );
+    args.extend_from_slice(&[
+        "sh",
+        "-c",
+        "id -u; id -g; grep -E '^Cap(Eff|Prm|Bnd)' /proc/self/status; kill -0 1 && echo can-signal-1",
+    ]);
+    let output = podman.run(&args);
+    let stdout = common::stdout(&output);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        common::stderr(&output)
+    );
+    let mut lines = stdout.lines();
+    assert_eq!(lines.next(), Some("1000"));
+    assert_eq!(lines.next(), Some("1000"));
+    for set in ["CapPrm", "CapEff", "CapBnd"] {
+        assert!(
+            stdout.contains(&format!("{set}:\t0000000000000000")),
+            "{set}: {stdout}"
+        );
+    }
+    // pid 1 is the shell itself, the same user: signalling it needs no capability.
+    assert!(stdout.contains("can-signal-1"), "{stdout}");
 }

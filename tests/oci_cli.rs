@@ -1,9 +1,10 @@
 //! Privileged: the runc command line (`create`, `start`, `state`, `kill`, `delete`, `list`,
-//! `features`) on real containers, each in a state directory of its own.
+//! `exec`, `ps`, `pause`, `resume`, `update`, `features`) on real containers, each in a state
+//! directory of its own.
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -17,8 +18,9 @@ macro_rules! privileged {
     };
 }
 
-/// `accelgate --root STATE ARGS...`, its stderr in `log`. `create`'s stdout goes there too:
-/// the created container inherits it, and a pipe would stay open as long as it lives.
+/// `accelgate --root STATE ARGS...`, its stderr in `log`. `create`'s and a detached `exec`'s
+/// stdout go there too: the process they leave running inherits it, and a pipe would stay open
+/// as long as it lives.
 fn oci(state: &Path, log: &Path, args: &[&str]) -> Output {
     let file = || {
         std::fs::OpenOptions::new()
@@ -27,7 +29,8 @@ fn oci(state: &Path, log: &Path, args: &[&str]) -> Output {
             .open(log)
             .unwrap()
     };
-    let stdout = if args.first() == Some(&"create") {
+    let detached = args.first() == Some(&"exec") && args.contains(&"-d");
+    let stdout = if args.first() == Some(&"create") || detached {
         Stdio::from(file())
     } else {
         Stdio::piped()
@@ -400,4 +403,497 @@ fn memory_pids_and_cpu_limits_are_set_in_cgroups_that_go_with_the_container() {
     for dir in dirs {
         assert!(!dir.exists(), "{} is left", dir.display());
     }
+}
+
+/// A created and started `sleep 60` container in `work`'s state directory.
+fn running_container(work: &Path, bundle: &common::TempBundle, id: &str) -> (PathBuf, PathBuf) {
+    let (state_dir, log) = (work.join("state"), work.join("log"));
+    let bundle_dir = bundle.dir.path().to_str().unwrap();
+    let stderr = || std::fs::read_to_string(work.join("log")).unwrap_or_default();
+    assert!(
+        oci(&state_dir, &log, &["create", "--bundle", bundle_dir, id])
+            .status
+            .success(),
+        "{}",
+        stderr()
+    );
+    assert!(
+        oci(&state_dir, &log, &["start", id]).status.success(),
+        "{}",
+        stderr()
+    );
+    (state_dir, log)
+}
+
+fn pids_of(state_dir: &Path, log: &Path, id: &str) -> Vec<i64> {
+    let ps = oci(state_dir, log, &["ps", "--format", "json", id]);
+    assert!(ps.status.success());
+    serde_json::from_slice(&ps.stdout).unwrap()
+}
+
+#[test]
+fn exec_runs_in_the_container_as_runcs_flags_say() {
+    privileged!();
+    let work = tempfile::tempdir().unwrap();
+    let bundle = common::runnable_bundle(|spec| {
+        spec["process"]["args"] = json!(["sleep", "60"]);
+        spec["process"]["env"] = json!(["PATH=/bin", "A=from-spec"]);
+    });
+    let id = format!("oci-exec-{}", std::process::id());
+    let (state_dir, log) = running_container(work.path(), &bundle, &id);
+    let stderr = || std::fs::read_to_string(&log).unwrap_or_default();
+    let pid = state(&state_dir, &log, &id)["pid"].as_i64().unwrap();
+
+    // Not detached: its output, and its exit status.
+    let output = oci(
+        &state_dir,
+        &log,
+        &[
+            "exec",
+            &id,
+            "sh",
+            "-c",
+            "echo $A; readlink /proc/1/exe; exit 5",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(5), "{}", stderr());
+    assert_eq!(common::stdout(&output), "from-spec\n/bin/busybox\n");
+    // In every namespace and cgroup of the container's process.
+    let output = oci(
+        &state_dir,
+        &log,
+        &[
+            "exec",
+            &id,
+            "sh",
+            "-c",
+            "for ns in pid mnt ipc uts; do readlink /proc/self/ns/$ns; done; cat /proc/self/cgroup",
+        ],
+    );
+    let mut expected: String = ["pid", "mnt", "ipc", "uts"]
+        .iter()
+        .map(|ns| {
+            let link = std::fs::read_link(format!("/proc/{pid}/ns/{ns}")).unwrap();
+            format!("{}\n", link.display())
+        })
+        .collect();
+    expected.push_str(&std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap());
+    assert_eq!(common::stdout(&output), expected, "{}", stderr());
+
+    // --env, --cwd, --user, --cap, --no-new-privs.
+    let output = oci(
+        &state_dir,
+        &log,
+        &[
+            "exec",
+            "--env",
+            "A=from-flag",
+            "--cwd",
+            "/tmp",
+            "--user",
+            "1000:100",
+            "--cap",
+            "CAP_NET_RAW",
+            "--no-new-privs",
+            &id,
+            "sh",
+            "-c",
+            "echo $A; pwd; id -u; id -g; grep -E '^(CapBnd|NoNewPrivs)' /proc/self/status",
+        ],
+    );
+    assert!(output.status.success(), "{}", stderr());
+    let stdout = common::stdout(&output);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[..4], ["from-flag", "/tmp", "1000", "100"], "{stdout}");
+    // The spec's CAP_AUDIT_WRITE, CAP_KILL, CAP_NET_BIND_SERVICE and the added CAP_NET_RAW.
+    assert!(stdout.contains("CapBnd:\t0000000020002420"), "{stdout}");
+    assert!(stdout.contains("NoNewPrivs:\t1"), "{stdout}");
+
+    // --process: the whole process from a file; a bad one is named by its field.
+    let process = work.path().join("process.json");
+    std::fs::write(
+        &process,
+        json!({
+            "args": ["sh", "-c", "echo $B; ulimit -n; exit 3"], "env": ["B=from-file"], "cwd": "/",
+            "user": {"uid": 0, "gid": 0},
+            "rlimits": [{"type": "RLIMIT_NOFILE", "soft": 256, "hard": 512}]
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let output = oci(
+        &state_dir,
+        &log,
+        &["exec", "--process", process.to_str().unwrap(), &id],
+    );
+    assert_eq!(output.status.code(), Some(3), "{}", stderr());
+    assert_eq!(common::stdout(&output), "from-file\n256\n");
+    std::fs::write(
+        &process,
+        r#"{"args": "sh", "cwd": "/", "user": {"uid": 0, "gid": 0}}"#,
+    )
+    .unwrap();
+    let output = oci(
+        &state_dir,
+        &log,
+        &["exec", "--process", process.to_str().unwrap(), &id],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr().contains("process.json: args: invalid type"),
+        "{}",
+        stderr()
+    );
+    let output = oci(&state_dir, &log, &["exec", &id, "/no/such/program"]);
+    assert_eq!(output.status.code(), Some(127), "{}", stderr());
+    // --preserve-fds: fd 3 of the caller reaches the process, fd 4 does not.
+    let secret = work.path().join("passed");
+    std::fs::write(&secret, "through-fd-3").unwrap();
+    let output = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "exec 3<{} 4<{}; {} --root {} exec --preserve-fds 1 {id} sh -c 'cat <&3; cat <&4 || echo no-fd-4'",
+            secret.display(),
+            secret.display(),
+            env!("CARGO_BIN_EXE_accelgate"),
+            state_dir.display(),
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(
+        common::stdout(&output),
+        "through-fd-3no-fd-4\n",
+        "{}",
+        common::stderr(&output)
+    );
+
+    // Detached, with a pid file: the process runs in the container after exec returns.
+    let pid_file = work.path().join("exec.pid");
+    let output = oci(
+        &state_dir,
+        &log,
+        &[
+            "exec",
+            "-d",
+            "--pid-file",
+            pid_file.to_str().unwrap(),
+            &id,
+            "sleep",
+            "60",
+        ],
+    );
+    assert!(output.status.success(), "{}", stderr());
+    let exec_pid: i64 = std::fs::read_to_string(&pid_file).unwrap().parse().unwrap();
+    assert_eq!(pids_of(&state_dir, &log, &id), [pid, exec_pid]);
+    let table = common::stdout(&oci(&state_dir, &log, &["ps", &id]));
+    assert!(table.starts_with("UID"), "{table}");
+    assert!(
+        table.contains(&format!("{exec_pid}")) && table.contains("sleep 60"),
+        "{table}"
+    );
+
+    // kill --all reaches the exec'd process too.
+    assert!(
+        oci(&state_dir, &log, &["kill", "--all", &id, "KILL"])
+            .status
+            .success()
+    );
+    wait_until("every process is gone", || {
+        state(&state_dir, &log, &id)["status"] == "stopped"
+            && !Path::new(&format!("/proc/{exec_pid}")).exists()
+    });
+    let output = oci(&state_dir, &log, &["exec", &id, "true"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr().contains("exec needs a created or running container"),
+        "{}",
+        stderr()
+    );
+    assert!(
+        oci(&state_dir, &log, &["delete", &id]).status.success(),
+        "{}",
+        stderr()
+    );
+}
+
+#[test]
+fn pause_resume_and_update_follow_the_lifecycle() {
+    privileged!();
+    let work = tempfile::tempdir().unwrap();
+    let bundle = common::runnable_bundle(|spec| {
+        spec["process"]["args"] = json!(["sleep", "60"]);
+    });
+    let id = format!("oci-pause-{}", std::process::id());
+    let bundle_dir = bundle.dir.path().to_str().unwrap();
+    let (state_dir, log) = (work.path().join("state"), work.path().join("log"));
+    let stderr = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        oci(&state_dir, &log, &["create", "--bundle", bundle_dir, &id])
+            .status
+            .success(),
+        "{}",
+        stderr()
+    );
+    // Only a running container pauses.
+    assert!(!oci(&state_dir, &log, &["pause", &id]).status.success());
+    assert!(
+        stderr().contains("is created; only a running container pauses"),
+        "{}",
+        stderr()
+    );
+    assert!(oci(&state_dir, &log, &["start", &id]).status.success());
+    let pid = state(&state_dir, &log, &id)["pid"]
+        .as_i64()
+        .unwrap()
+        .to_string();
+    assert!(!oci(&state_dir, &log, &["resume", &id]).status.success());
+    assert!(stderr().contains("is running, not paused"), "{}", stderr());
+
+    assert!(
+        oci(&state_dir, &log, &["pause", &id]).status.success(),
+        "{}",
+        stderr()
+    );
+    assert_eq!(state(&state_dir, &log, &id)["status"], "paused");
+    assert_eq!(
+        common::cgroup_v1_read(&pid, "freezer", "freezer.state"),
+        "FROZEN"
+    );
+    assert!(
+        !oci(&state_dir, &log, &["exec", &id, "true"])
+            .status
+            .success()
+    );
+    assert!(!oci(&state_dir, &log, &["start", &id]).status.success());
+    assert!(!oci(&state_dir, &log, &["delete", &id]).status.success());
+    assert!(
+        oci(&state_dir, &log, &["resume", &id]).status.success(),
+        "{}",
+        stderr()
+    );
+    assert_eq!(state(&state_dir, &log, &id)["status"], "running");
+    assert_eq!(
+        common::cgroup_v1_read(&pid, "freezer", "freezer.state"),
+        "THAWED"
+    );
+
+    // update: flags, and a resources file; a cgroup it had none in is made, the process moved
+    // in.
+    let resources = work.path().join("resources.json");
+    std::fs::write(&resources, r#"{"cpu": {"shares": 256}}"#).unwrap();
+    let updated = oci(
+        &state_dir,
+        &log,
+        &[
+            "update",
+            "--memory",
+            "32m",
+            "--pids-limit",
+            "20",
+            "--cpu-period",
+            "100000",
+            "--cpu-quota",
+            "25000",
+            "--resources",
+            resources.to_str().unwrap(),
+            &id,
+        ],
+    );
+    assert!(updated.status.success(), "{}", stderr());
+    assert_eq!(
+        common::cgroup_v1_read(&pid, "memory", "memory.limit_in_bytes"),
+        "33554432"
+    );
+    assert_eq!(common::cgroup_v1_read(&pid, "pids", "pids.max"), "20");
+    assert_eq!(
+        common::cgroup_v1_read(&pid, "cpu", "cpu.cfs_quota_us"),
+        "25000"
+    );
+    assert_eq!(common::cgroup_v1_read(&pid, "cpu", "cpu.shares"), "256");
+    let memory = common::cgroup_v1_dir(&pid, "memory");
+    assert!(
+        memory
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("accelgate-"),
+        "{}",
+        memory.display()
+    );
+    std::fs::write(&resources, r#"{"blockIO": {"weight": 10}}"#).unwrap();
+    let refused = oci(
+        &state_dir,
+        &log,
+        &["update", "--resources", resources.to_str().unwrap(), &id],
+    );
+    assert!(!refused.status.success());
+    assert!(stderr().contains("linux.resources.blockIO"), "{}", stderr());
+
+    // A paused container is deleted with --force (thawed, so that SIGKILL takes).
+    assert!(oci(&state_dir, &log, &["pause", &id]).status.success());
+    assert!(
+        oci(&state_dir, &log, &["delete", "--force", &id])
+            .status
+            .success(),
+        "{}",
+        stderr()
+    );
+    assert!(!memory.exists(), "{} is left", memory.display());
+}
+
+#[test]
+fn exec_into_a_tpu_container_goes_through_its_gate_service() {
+    privileged!();
+    let probe = common::probe();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let bundle = common::TempBundle::new(|spec| {
+        *spec = serde_json::from_str(
+            &std::fs::read_to_string(repo.join("examples/tpu-probe/config.json")).unwrap(),
+        )
+        .unwrap();
+        spec["root"]["path"] = repo.join("examples/rootfs").display().to_string().into();
+        for mount in spec["mounts"].as_array_mut().unwrap() {
+            if mount["destination"] == "/tpu-probe" {
+                mount["source"] = probe.display().to_string().into();
+            }
+        }
+        spec["process"]["args"] = json!(["sleep", "60"]);
+    });
+    let work = tempfile::tempdir().unwrap();
+    let (state_dir, log) = (work.path().join("state"), work.path().join("log"));
+    let stderr = || std::fs::read_to_string(&log).unwrap_or_default();
+    let id = format!("oci-tpu-{}", std::process::id());
+    let fixture = common::fixture("tpu-v5e-8");
+    let created = oci(
+        &state_dir,
+        &log,
+        &[
+            "create",
+            "--bundle",
+            bundle.dir.path().to_str().unwrap(),
+            "--host-root",
+            fixture.to_str().unwrap(),
+            "--simulate",
+            &id,
+        ],
+    );
+    assert!(created.status.success(), "{}", stderr());
+    let service: i64 = {
+        let record: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(state_dir.join(&id).join("state.json")).unwrap(),
+        )
+        .unwrap();
+        record["gate"]["pid"].as_i64().unwrap()
+    };
+    // The service outlived create, on its own.
+    let comm = std::fs::read_to_string(format!("/proc/{service}/comm")).unwrap();
+    assert_eq!(comm.trim(), "accelgate-gate");
+    assert!(
+        oci(&state_dir, &log, &["start", &id]).status.success(),
+        "{}",
+        stderr()
+    );
+
+    // Two exec'd probes: each one's calls are gated, and counted by the one service.
+    for _ in 0..2 {
+        let output = oci(&state_dir, &log, &["exec", &id, "/tpu-probe", "vfio"]);
+        let stdout = common::stdout(&output);
+        assert_eq!(output.status.code(), Some(0), "{stdout}{}", stderr());
+        assert!(!stdout.contains("UNEXPECTED"), "{stdout}");
+        for line in [
+            "VFIO_DEVICE_PCI_HOT_RESET -> EPERM [ok]",
+            "VFIO_SET_IOMMU(SPAPR_TCE) -> EINVAL [ok]",
+            "VFIO_IOMMU_MAP_DMA(2 MiB) -> 0 [ok]",
+        ] {
+            assert!(stdout.lines().any(|l| l == line), "{line} in:\n{stdout}");
+        }
+    }
+    let stats = oci(&state_dir, &log, &["stats", "--json", &id]);
+    assert!(stats.status.success(), "{}", stderr());
+    let stats: serde_json::Value = serde_json::from_slice(&stats.stdout).unwrap();
+    let count = |device: &str, request: &str, verdict: &str| -> u64 {
+        stats["counts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["device"] == device && c["request"] == request && c["verdict"] == verdict)
+            .map(|c| c["count"].as_u64().unwrap())
+            .sum()
+    };
+    assert_eq!(
+        count("vfio-device", "VFIO_DEVICE_PCI_HOT_RESET", "denied"),
+        2
+    );
+    assert_eq!(
+        count("vfio-device", "VFIO_DEVICE_GET_REGION_INFO", "allowed"),
+        20
+    );
+    assert_eq!(stats["totals"]["denied"], 12);
+
+    assert!(
+        oci(&state_dir, &log, &["delete", "--force", &id])
+            .status
+            .success(),
+        "{}",
+        stderr()
+    );
+    wait_until("the gate service ends", || {
+        !std::fs::read_to_string(format!("/proc/{service}/comm"))
+            .is_ok_and(|c| c.trim() == "accelgate-gate")
+    });
+    assert!(!state_dir.join(&id).exists());
+}
+
+#[test]
+fn a_user_namespace_container_is_created_started_and_execd_into() {
+    privileged!();
+    let bundle = common::runnable_bundle(|spec| {
+        spec["process"]["args"] = json!(["sleep", "60"]);
+        spec["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "user"}));
+        spec["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        spec["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    });
+    // The rootfs belongs to the namespace's root, as runc also requires.
+    let chowned = Command::new("chown")
+        .args(["-R", "100000:100000", bundle.rootfs().to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(chowned.success(), "chown the rootfs: {chowned}");
+    let work = tempfile::tempdir().unwrap();
+    let id = format!("oci-userns-{}", std::process::id());
+    // The container's root (host uid 100000) waits on exec.fifo, so create hands it over.
+    let (state_dir, log) = running_container(work.path(), &bundle, &id);
+    let stderr = || std::fs::read_to_string(&log).unwrap_or_default();
+    let pid = state(&state_dir, &log, &id)["pid"].as_i64().unwrap();
+    let output = oci(
+        &state_dir,
+        &log,
+        &[
+            "exec",
+            &id,
+            "sh",
+            "-c",
+            "id -u; cat /proc/self/uid_map; readlink /proc/self/ns/user",
+        ],
+    );
+    assert!(output.status.success(), "{}", stderr());
+    let user_ns = std::fs::read_link(format!("/proc/{pid}/ns/user")).unwrap();
+    let stdout = common::stdout(&output);
+    let lines: Vec<&str> = stdout.lines().map(str::trim).collect();
+    assert_eq!(lines[0], "0", "{stdout}");
+    assert_eq!(
+        lines[1].split_whitespace().collect::<Vec<_>>(),
+        ["0", "100000", "65536"]
+    );
+    assert_eq!(lines[2], user_ns.display().to_string());
+    assert!(
+        oci(&state_dir, &log, &["delete", "--force", &id])
+            .status
+            .success(),
+        "{}",
+        stderr()
+    );
 }

@@ -375,3 +375,102 @@ fn runcs_default_spec_runs_on_the_host_and_on_a_fixture_without_cgroups() {
     );
     ok(&output);
 }
+
+/// Accepts one connection on `listener` and returns the fd it carries (`SCM_RIGHTS`).
+fn receive_fd(listener: &std::os::unix::net::UnixListener) -> std::os::fd::OwnedFd {
+    use std::mem::MaybeUninit;
+
+    use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, recvmsg};
+    let (stream, _) = listener.accept().unwrap();
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let mut data = [0u8; 64];
+    recvmsg(
+        &stream,
+        &mut [std::io::IoSliceMut::new(&mut data)],
+        &mut control,
+        RecvFlags::empty(),
+    )
+    .unwrap();
+    control
+        .drain()
+        .find_map(|message| match message {
+            RecvAncillaryMessage::ScmRights(mut fds) => fds.next(),
+            _ => None,
+        })
+        .expect("an fd over SCM_RIGHTS")
+}
+
+#[test]
+fn runcs_default_spec_runs_under_create_and_start() {
+    privileged!();
+    let Some(bundle) = runc_default_bundle() else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let (state, socket) = (work.path().join("state"), work.path().join("console.sock"));
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let receiver = std::thread::spawn(move || receive_fd(&listener));
+    let id = format!("runc-spec-{}", std::process::id());
+    let log = work.path().join("log");
+    // stderr into a file, and create's stdout nowhere: the created container inherits them,
+    // and a pipe would stay open as long as it lives.
+    let oci = |args: &[&str]| {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        Command::new(env!("CARGO_BIN_EXE_accelgate"))
+            .arg("--root")
+            .arg(&state)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(if args[0] == "create" {
+                Stdio::null()
+            } else {
+                Stdio::piped()
+            })
+            .stderr(log)
+            .output()
+            .unwrap()
+    };
+    let stderr = || std::fs::read_to_string(work.path().join("log")).unwrap_or_default();
+    // Its process wants a terminal, as runc's default spec does: the console socket gets it.
+    let created = oci(&[
+        "create",
+        "--bundle",
+        bundle.dir.path().to_str().unwrap(),
+        "--console-socket",
+        socket.to_str().unwrap(),
+        &id,
+    ]);
+    assert!(created.status.success(), "{}", stderr());
+    let master = std::fs::File::from(receiver.join().unwrap());
+    assert!(oci(&["start", &id]).status.success(), "{}", stderr());
+    // The interactive sh reads its terminal: a command, then exit with a status.
+    let mut writer = master.try_clone().unwrap();
+    std::io::Write::write_all(&mut writer, b"echo in-$((6*7)); exit 3\n").unwrap();
+    let mut output = String::new();
+    let mut reader = std::io::BufReader::new(master);
+    while !output.contains("in-42") {
+        let mut line = String::new();
+        // The pty ends with EIO once the workload is gone.
+        if std::io::BufRead::read_line(&mut reader, &mut line).unwrap_or(0) == 0 {
+            break;
+        }
+        output.push_str(&line);
+    }
+    assert!(output.contains("in-42"), "{output}");
+    let stopped = std::time::Instant::now();
+    loop {
+        let state: serde_json::Value =
+            serde_json::from_slice(&oci(&["state", &id]).stdout).unwrap_or_default();
+        if state["status"] == "stopped" {
+            break;
+        }
+        assert!(stopped.elapsed() < Duration::from_secs(10), "{state}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(oci(&["delete", &id]).status.success(), "{}", stderr());
+}

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use oci_spec::runtime::{LinuxNamespaceType, LinuxPersonalityDomain, Spec};
+use oci_spec::runtime::{LinuxNamespaceType, LinuxPersonalityDomain, Process, Spec};
 
 use super::BootError;
 
@@ -46,6 +46,34 @@ fn not_supported(field: &str) -> BootError {
     )
 }
 
+/// Refuses what accelgate does not apply to a process (`field` names it: `process`, or the
+/// file `exec --process` read).
+pub fn check_process(process: &Process, field: &str) -> Result<(), BootError> {
+    let non_empty = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.is_empty());
+    if non_empty(process.apparmor_profile()) {
+        return Err(refuse(
+            format!("{field}.apparmorProfile"),
+            "AppArmor profiles are not applied by accelgate",
+        ));
+    }
+    if non_empty(process.selinux_label()) {
+        return Err(refuse(
+            format!("{field}.selinuxLabel"),
+            "SELinux labels are not applied by accelgate",
+        ));
+    }
+    if process.io_priority().is_some() {
+        return Err(not_supported(&format!("{field}.ioPriority")));
+    }
+    if process.scheduler().is_some() {
+        return Err(not_supported(&format!("{field}.scheduler")));
+    }
+    if process.exec_cpu_affinity().is_some() {
+        return Err(not_supported(&format!("{field}.execCPUAffinity")));
+    }
+    Ok(())
+}
+
 /// Refuses what accelgate does not implement, and checks what it implements but must bound
 /// (sysctl keys, namespaces by path, personality).
 pub fn check_supported(spec: &Spec) -> Result<(), BootError> {
@@ -53,28 +81,7 @@ pub fn check_supported(spec: &Spec) -> Result<(), BootError> {
         return Err(not_supported("vm"));
     }
     if let Some(process) = spec.process() {
-        let non_empty = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.is_empty());
-        if non_empty(process.apparmor_profile()) {
-            return Err(refuse(
-                "process.apparmorProfile",
-                "AppArmor profiles are not applied by accelgate",
-            ));
-        }
-        if non_empty(process.selinux_label()) {
-            return Err(refuse(
-                "process.selinuxLabel",
-                "SELinux labels are not applied by accelgate",
-            ));
-        }
-        if process.io_priority().is_some() {
-            return Err(not_supported("process.ioPriority"));
-        }
-        if process.scheduler().is_some() {
-            return Err(not_supported("process.scheduler"));
-        }
-        if process.exec_cpu_affinity().is_some() {
-            return Err(not_supported("process.execCPUAffinity"));
-        }
+        check_process(process, "process")?;
     }
     let Some(linux) = spec.linux() else {
         return Ok(());

@@ -5,7 +5,8 @@
 //! launcher's privileges, while the sandbox gives its own up. It waits for the workload's
 //! listener, serves it until the last sandboxed process is gone, and writes its counts to a pipe
 //! the launcher reads. It dies with the launcher; if it dies first, the workload's accelerator
-//! ioctls fail with ENOSYS (fail closed).
+//! ioctls fail with ENOSYS (fail closed). A created container, which outlives its launcher, has
+//! a [`super::GateService`] instead.
 
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
@@ -132,6 +133,11 @@ pub struct WorkloadGate {
 }
 
 impl WorkloadGate {
+    /// The filter `program`, its listener to go over `socket`.
+    pub(super) fn new(program: Vec<SockFilter>, socket: OwnedFd) -> Self {
+        Self { program, socket }
+    }
+
     /// Installs the filter and hands the listener over; for the workload, just before exec.
     pub fn install(self) -> Result<(), String> {
         install_and_send(&self.program, self.socket).map_err(|e| e.to_string())
@@ -160,25 +166,13 @@ impl GateProcess {
     /// Checks the kernel, builds the filter and forks the supervisor; returns it with the
     /// workload's half of the hand-off.
     pub fn start(config: GateConfig) -> Result<(Self, WorkloadGate), BootError> {
-        let gate_error = |what: &str, e: &dyn std::fmt::Display| {
-            BootError::Launch(format!("ioctl gate: {what}: {e}"))
-        };
-        check_kernel().map_err(|e| gate_error("seccomp", &e))?;
-        let arch = Arch::native().ok_or_else(|| {
-            BootError::Launch("ioctl gate: no seccomp filter for this architecture".into())
-        })?;
-        let program = build(arch, &config.filter_spec());
-        let (ours, theirs) = socketpair(
-            AddressFamily::Unix,
-            SockType::SeqPacket,
-            None,
-            SockFlag::SOCK_CLOEXEC,
-        )
-        .map_err(|e| gate_error("socketpair", &e))?;
-        let (stats_read, stats_write) =
-            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| gate_error("pipe", &e))?;
+        let (program, ours, theirs) = prepare(&config)?;
+        let (stats_read, stats_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(|e| BootError::Launch(format!("ioctl gate: pipe: {e}")))?;
         let launcher = nix::unistd::getpid();
-        match fork_process().map_err(|e| gate_error("fork the supervisor", &e))? {
+        let forked = fork_process()
+            .map_err(|e| BootError::Launch(format!("ioctl gate: fork the supervisor: {e}")))?;
+        match forked {
             ForkResult::Child => {
                 drop((theirs, stats_read));
                 std::process::exit(supervisor_main(launcher, ours, stats_write, config));
@@ -227,6 +221,29 @@ impl GateProcess {
             }),
         }
     }
+}
+
+/// Checks the kernel and builds the filter for `config`'s sandbox; returns it with the two ends
+/// of the socket the listener goes over (the supervisor's, the workload's).
+pub(super) fn prepare(
+    config: &GateConfig,
+) -> Result<(Vec<SockFilter>, OwnedFd, OwnedFd), BootError> {
+    let gate_error = |what: &str, e: &dyn std::fmt::Display| {
+        BootError::Launch(format!("ioctl gate: {what}: {e}"))
+    };
+    check_kernel().map_err(|e| gate_error("seccomp", &e))?;
+    let arch = Arch::native().ok_or_else(|| {
+        BootError::Launch("ioctl gate: no seccomp filter for this architecture".into())
+    })?;
+    let program = build(arch, &config.filter_spec());
+    let (ours, theirs) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(|e| gate_error("socketpair", &e))?;
+    Ok((program, ours, theirs))
 }
 
 /// The supervisor process. Returns its exit status.

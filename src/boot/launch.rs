@@ -38,7 +38,7 @@ use super::BootError;
 use super::bundle::required_process;
 use super::gate::{GateProcess, GateReport, WorkloadGate};
 use super::lifecycle::Lifecycle;
-use super::process::exec_workload;
+use super::process::{Workload, exec_workload};
 use super::sys::{clone_child, join_session_keyring};
 use super::terminal::open_terminal;
 use crate::plan::SandboxPlan;
@@ -71,6 +71,19 @@ pub struct LaunchOptions {
     /// `process.terminal`: the engine's socket that receives the pty's master; `None` leaves
     /// stdio as inherited.
     pub console_socket: Option<PathBuf>,
+    /// Descriptors 3 to 3 + N - 1 the workload keeps (runc's `--preserve-fds`).
+    pub preserve_fds: u32,
+}
+
+/// Where the sandbox's ioctl gate is served.
+pub enum GateSetup {
+    /// By a supervisor process `launch` starts and ends with the workload (`run`).
+    Own(Box<GateConfig>),
+    /// By a supervisor that lives apart from the launcher (`create`'s [`GateService`]); the
+    /// workload only installs the filter and hands its listener over.
+    ///
+    /// [`GateService`]: super::GateService
+    Handed(WorkloadGate),
 }
 
 /// What became of the workload.
@@ -87,6 +100,8 @@ pub enum Outcome {
     },
     /// `create`: the sandbox is built and waits on its barrier; this is its pid.
     Created(Pid),
+    /// A detached `exec`: the process runs, and nobody here waits for it; this is its pid.
+    Detached(Pid),
 }
 
 /// What `launch` reports.
@@ -98,7 +113,7 @@ pub struct Launched {
     pub gate: Option<GateReport>,
 }
 
-fn signal_set(signals: &[Signal]) -> SigSet {
+pub(super) fn signal_set(signals: &[Signal]) -> SigSet {
     let mut set = SigSet::empty();
     for signal in signals {
         set.add(*signal);
@@ -156,10 +171,10 @@ impl Namespaces {
 /// The launcher's own namespaces while it sits in those the sandbox joins: `clone` makes the
 /// sandbox's process there (for pid, its children's namespace), with no window in which it
 /// runs outside them. [`Joined::leave`] goes back.
-struct Joined(Vec<(CloneFlags, OwnedFd)>);
+pub(super) struct Joined(Vec<(CloneFlags, OwnedFd)>);
 
 impl Joined {
-    fn enter(join: &[(CloneFlags, PathBuf)]) -> Result<Self, BootError> {
+    pub(super) fn enter(join: &[(CloneFlags, PathBuf)]) -> Result<Self, BootError> {
         let mut own = Self(Vec::new());
         for (flag, path) in join {
             let open = |path: &std::path::Path| {
@@ -202,7 +217,7 @@ impl Joined {
 
     /// Back to the launcher's own namespaces; a failure here would leave the launcher in the
     /// container's, so it aborts.
-    fn leave(self) {
+    pub(super) fn leave(self) {
         for (flag, fd) in self.0.into_iter().rev() {
             if nix::sched::setns(&fd, flag).is_err() {
                 eprintln!("error: cannot return to the launcher's own namespaces");
@@ -292,7 +307,7 @@ impl Kernel {
 const PER_LINUX32: libc::c_int = 0x0008;
 
 /// Fails unless this process has one thread: `clone` and `fork` copy only the calling thread.
-fn ensure_single_threaded() -> Result<(), BootError> {
+pub(super) fn ensure_single_threaded() -> Result<(), BootError> {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let threads = status
         .lines()
@@ -314,13 +329,13 @@ pub fn launch(
     plan: &SandboxPlan,
     spec: &Spec,
     options: &LaunchOptions,
-    gate: Option<GateConfig>,
+    gate: Option<GateSetup>,
     lifecycle: &mut dyn Lifecycle,
 ) -> Result<Launched, BootError> {
     ensure_single_threaded()?;
-    if options.barrier.is_some() && gate.is_some() {
+    if options.barrier.is_some() && matches!(gate, Some(GateSetup::Own(_))) {
         return Err(BootError::Launch(
-            "the ioctl gate's supervisor lives only as long as `accelgate run`; use run for sandboxes with TPUs".into(),
+            "a created sandbox outlives the launcher, and so must its ioctl gate's supervisor: hand it a GateService's gate".into(),
         ));
     }
     // Held by path now: after pivot_root the sandbox reaches it only as /proc/self/fd/N.
@@ -348,6 +363,7 @@ pub fn launch(
     let namespaces = Namespaces::of(spec);
     let flags = namespaces.flags;
     let process = required_process(spec)?.clone();
+    let workload = Workload::planned(&process, plan, options.preserve_fds);
     let kernel = Kernel::of(spec, &plan.container_id);
     let apply_options = ApplyOptions {
         host_dev: options.host_dev.clone(),
@@ -361,10 +377,11 @@ pub fn launch(
     // before the pipes below exist, so that it holds no end of them (the launcher reads the
     // error pipe to its end while the workload runs).
     let (gate, workload_gate) = match gate {
-        Some(config) => {
-            let (process, workload) = GateProcess::start(config)?;
+        Some(GateSetup::Own(config)) => {
+            let (process, workload) = GateProcess::start(*config)?;
             (Some(process), Some(workload))
         }
+        Some(GateSetup::Handed(workload)) => (None, Some(workload)),
         None => (None, None),
     };
     let abort_gate = |gate: Option<GateProcess>| {
@@ -409,6 +426,7 @@ pub fn launch(
         let sandbox = Sandbox {
             plan,
             process: &process,
+            workload: &workload,
             kernel: &kernel,
             options: &apply_options,
             barrier: barrier.as_ref().map(std::os::fd::AsRawFd::as_raw_fd),
@@ -495,6 +513,16 @@ fn supervise(
     if failure.is_none() {
         lifecycle.started(child);
     }
+    wait_forwarding(child, &signals, failure.take())
+}
+
+/// Waits for `child`, passing the forwarded signals that arrive on `signals` on to it; a set-up
+/// `failure` it reported stands for its exit.
+pub(super) fn wait_forwarding(
+    child: Pid,
+    signals: &SignalFd,
+    mut failure: Option<(i32, String)>,
+) -> Result<Outcome, BootError> {
     loop {
         match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::Exited(_, code)) => {
@@ -518,13 +546,17 @@ fn supervise(
             }
             Ok(None) => {}
             Err(nix::errno::Errno::EINTR) => {}
-            Err(e) => return Err(abort(format!("read signals: {e}"))),
+            Err(e) => {
+                let _ = kill(child, Signal::SIGKILL);
+                let _ = waitpid(child, None);
+                return Err(BootError::Launch(format!("read signals: {e}")));
+            }
         }
     }
 }
 
 /// The error pipe carries `<status> <message>` when set-up or exec failed.
-fn parse_failure(report: &str) -> Option<(i32, String)> {
+pub(super) fn parse_failure(report: &str) -> Option<(i32, String)> {
     let (status, message) = report.split_once(' ')?;
     Some((status.parse().ok()?, message.to_owned()))
 }
@@ -550,6 +582,7 @@ fn write_id_maps(child: Pid, linux: &oci_spec::runtime::Linux) -> std::io::Resul
 struct Sandbox<'a> {
     plan: &'a SandboxPlan,
     process: &'a oci_spec::runtime::Process,
+    workload: &'a Workload,
     kernel: &'a Kernel,
     options: &'a ApplyOptions,
     barrier: Option<std::os::fd::RawFd>,
@@ -566,7 +599,7 @@ impl Sandbox<'_> {
             Ok((host_pid, terminal)) => match self.wait_for_start(&mut errors) {
                 Ok(()) => match self.lifecycle.starting(host_pid) {
                     Ok(()) => {
-                        let Err(failure) = exec_workload(self.process, self.plan, gate, terminal);
+                        let Err(failure) = exec_workload(self.workload, gate, terminal);
                         (failure.status, failure.message)
                     }
                     Err(message) => (EXIT_SETUP_FAILED, message),

@@ -10,10 +10,12 @@ mod cgroups;
 mod compile;
 mod config;
 mod devices;
+mod enter;
 mod error;
 mod executable;
 mod fields;
 mod gate;
+mod gate_service;
 mod gpu;
 mod hints;
 mod launch;
@@ -33,18 +35,25 @@ pub use config::{
     ANNOTATION_PREFIX, BootConfig, OVERLAY_ANNOTATION, ROOTFS_IMAGE_ANNOTATION, Selection,
     TPU_ANNOTATION,
 };
+pub use enter::{EnterOptions, enter};
 pub use error::BootError;
-pub use gate::{GateReport, NvidiaTables, families, granted_devices, real_devices_behind};
+pub use fields::{check_process, check_supported};
+pub use gate::{
+    GateReport, NvidiaTables, WorkloadGate, families, granted_devices, real_devices_behind,
+};
+pub use gate_service::{GATE_LOG_FILE, GATE_STATS_FILE, GateService, gate_stats, join_gate};
 pub use gpu::{
     DRIVER_CAPABILITIES, VISIBLE_DEVICES, nvidia_toolkit_hook, parse_capabilities,
     parse_visible_devices,
 };
 pub use hints::MOUNT_HINT_PREFIX;
-pub use launch::{EXIT_SETUP_FAILED, FORWARDED_SIGNALS, LaunchOptions, Launched, Outcome, launch};
+pub use launch::{
+    EXIT_SETUP_FAILED, FORWARDED_SIGNALS, GateSetup, LaunchOptions, Launched, Outcome, launch,
+};
 pub use lifecycle::Lifecycle;
 pub use options::known_options as mount_options;
 pub use paths::clean_absolute;
-pub use process::rlimit_resource;
+pub use process::{Workload, rlimit_resource};
 
 /// The reasons rules fired, kept for the plan and logged at debug level as they happen.
 #[derive(Debug, Default)]

@@ -4,17 +4,19 @@ use std::collections::HashSet;
 use std::convert::Infallible;
 use std::ffi::CString;
 use std::os::fd::OwnedFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use nix::sys::resource::{Resource, setrlimit};
 use nix::unistd::{Gid, Uid};
 use oci_spec::runtime::{Capabilities, Process};
 
+use super::executable::{DEFAULT_PATH, resolve_executable};
 use super::gate::WorkloadGate;
 use super::sys::cloexec_from;
 use super::terminal::take_terminal;
-use crate::plan::SandboxPlan;
+use crate::plan::{PlannedRlimit, SandboxPlan};
+use crate::vfs::FileInfo;
 
 /// Why the workload could not be started, and the exit status that stands for it (126: found
 /// but not runnable; 127: not found; 125: set-up failed), as shells and podman use them.
@@ -42,6 +44,104 @@ pub fn environment(process: &Process, plan: &SandboxPlan) -> Vec<String> {
     env
 }
 
+/// What becomes the workload: the process's identity and capabilities, and what to execute
+/// where, with which limits.
+#[derive(Debug, Clone)]
+pub struct Workload {
+    /// The spec's process (user, capabilities, `noNewPrivileges`).
+    pub process: Process,
+    /// The arguments.
+    pub args: Vec<String>,
+    /// The executable, resolved already; `None`: `args[0]` is looked up on the environment's
+    /// `PATH` inside the container, just before exec.
+    pub executable: Option<PathBuf>,
+    /// The working directory inside the container.
+    pub cwd: PathBuf,
+    /// The environment.
+    pub env: Vec<String>,
+    /// The limits to set.
+    pub rlimits: Vec<PlannedRlimit>,
+    /// Descriptors 3 to 3 + N - 1 that stay open across exec (runc's `--preserve-fds`).
+    pub preserve_fds: u32,
+}
+
+impl Workload {
+    /// The first process of a sandbox, as its plan has it.
+    pub fn planned(process: &Process, plan: &SandboxPlan, preserve_fds: u32) -> Self {
+        Self {
+            process: process.clone(),
+            args: plan.process.args.clone(),
+            executable: plan.process.executable.clone(),
+            cwd: plan.process.cwd.clone(),
+            env: environment(process, plan),
+            rlimits: plan.rlimits.clone(),
+            preserve_fds,
+        }
+    }
+
+    /// A process to run in an existing container (`exec`): everything from `process`, the
+    /// executable looked up in the container when it runs.
+    pub fn joining(process: &Process, preserve_fds: u32) -> Result<Self, String> {
+        let args = process.args().clone().unwrap_or_default();
+        if args.is_empty() {
+            return Err("process.args: empty; nothing to run".into());
+        }
+        let rlimits = process
+            .rlimits()
+            .iter()
+            .flatten()
+            .map(|r| {
+                let kind = serde_json::to_value(r.typ())
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                PlannedRlimit {
+                    kind,
+                    soft: r.soft(),
+                    hard: r.hard(),
+                    origin: "spec".into(),
+                }
+            })
+            .collect();
+        Ok(Self {
+            process: process.clone(),
+            args,
+            executable: None,
+            cwd: process.cwd().clone(),
+            env: process.env().clone().unwrap_or_default(),
+            rlimits,
+            preserve_fds,
+        })
+    }
+
+    /// The executable, resolved in this process's root (the container's) when the plan did
+    /// not: a bare name on the environment's `PATH`, as runc looks it up.
+    fn resolved_executable(&self) -> Result<PathBuf, ExecFailure> {
+        if let Some(path) = &self.executable {
+            return Ok(path.clone());
+        }
+        let path_env = self
+            .env
+            .iter()
+            .rev()
+            .find_map(|e| e.strip_prefix("PATH="))
+            .unwrap_or(DEFAULT_PATH);
+        let stat = |path: &Path| {
+            Ok(std::fs::metadata(path)
+                .ok()
+                .map(|m| FileInfo::from_metadata(&m)))
+        };
+        resolve_executable(&self.args[0], path_env, &self.cwd, &stat).map_err(|e| {
+            let status = if e.to_string().contains("not executable") {
+                126
+            } else {
+                127
+            };
+            failure(status, crate::pci::error_chain(&e))
+        })
+    }
+}
+
 /// Sets the workload up in the sandbox's `/` and executes it; returns only on failure.
 ///
 /// Order matters: the working directory is entered and checked first (it must resolve inside
@@ -51,13 +151,13 @@ pub fn environment(process: &Process, plan: &SandboxPlan) -> Vec<String> {
 /// (keeping capabilities across the id change), the capability sets, `no_new_privs`, every fd
 /// but stdio marked close-on-exec, and exec.
 pub fn exec_workload(
-    process: &Process,
-    plan: &SandboxPlan,
+    workload: &Workload,
     gate: Option<WorkloadGate>,
     terminal: Option<OwnedFd>,
 ) -> Result<Infallible, ExecFailure> {
     let setup = |what: &str, e: &dyn std::fmt::Display| failure(125, format!("{what}: {e}"));
-    let cwd = &plan.process.cwd;
+    let process = &workload.process;
+    let cwd = &workload.cwd;
     nix::unistd::chdir(cwd).map_err(|e| setup(&format!("chdir {}", cwd.display()), &e))?;
     let real = nix::unistd::getcwd().map_err(|e| setup("getcwd", &e))?;
     if !real.is_absolute() || real.starts_with("(unreachable)") {
@@ -69,7 +169,7 @@ pub fn exec_workload(
             ),
         ));
     }
-    for limit in &plan.rlimits {
+    for limit in &workload.rlimits {
         let resource = rlimit_resource(&limit.kind)
             .ok_or_else(|| failure(125, format!("unknown rlimit {}", limit.kind)))?;
         match setrlimit(resource, limit.soft, limit.hard) {
@@ -96,13 +196,20 @@ pub fn exec_workload(
 
     let user = process.user();
     let caps = process.capabilities().clone().unwrap_or_default();
-    if let Some(bounding) = caps.bounding() {
-        let keep = to_caps(bounding).map_err(|e| failure(125, e))?;
-        for cap in caps::all() {
-            if !keep.contains(&cap) {
-                caps::drop(None, caps::CapSet::Bounding, cap)
-                    .map_err(|e| setup(&format!("drop {cap} from the bounding set"), &e))?;
-            }
+    // An absent set is an empty one, as runc takes it: podman's `--cap-drop ALL` leaves
+    // `bounding` out, and a full bounding set would let a setuid or file-capability program
+    // regain every capability.
+    let keep = caps
+        .bounding()
+        .as_ref()
+        .map(to_caps)
+        .transpose()
+        .map_err(|e| failure(125, e))?
+        .unwrap_or_default();
+    for cap in caps::all() {
+        if !keep.contains(&cap) {
+            caps::drop(None, caps::CapSet::Bounding, cap)
+                .map_err(|e| setup(&format!("drop {cap} from the bounding set"), &e))?;
         }
     }
     if let Some(gate) = gate {
@@ -164,26 +271,15 @@ pub fn exec_workload(
         None,
     )
     .map_err(|e| setup("unblock signals", &e))?;
-    cloexec_from(3).map_err(|e| setup("close_range", &e))?;
+    cloexec_from(3 + workload.preserve_fds).map_err(|e| setup("close_range", &e))?;
 
-    let args = c_strings(&plan.process.args).map_err(|e| failure(125, e))?;
-    let env = c_strings(&environment(process, plan)).map_err(|e| failure(125, e))?;
-    let result = match &plan.process.executable {
-        Some(path) => {
-            let path = CString::new(path.as_os_str().as_encoded_bytes())
-                .map_err(|_| failure(125, "a NUL byte in the executable path".into()))?;
-            nix::unistd::execve(&path, &args, &env)
-        }
-        None => nix::unistd::execvpe(&args[0], &args, &env),
-    };
-    let Err(errno) = result;
-    let name = plan
-        .process
-        .executable
-        .as_deref()
-        .unwrap_or(Path::new(&plan.process.args[0]))
-        .display()
-        .to_string();
+    let args = c_strings(&workload.args).map_err(|e| failure(125, e))?;
+    let env = c_strings(&workload.env).map_err(|e| failure(125, e))?;
+    let executable = workload.resolved_executable()?;
+    let path = CString::new(executable.as_os_str().as_encoded_bytes())
+        .map_err(|_| failure(125, "a NUL byte in the executable path".into()))?;
+    let Err(errno) = nix::unistd::execve(&path, &args, &env);
+    let name = executable.display().to_string();
     let status = if errno == nix::errno::Errno::ENOENT {
         127
     } else {

@@ -6,12 +6,20 @@ use clap::Args;
 use super::table::Table;
 use crate::daemon::{DEFAULT_CONTROL, Request, Response, request};
 
-/// The containers the daemon serves: their TPUs, device nodes and policy.
+/// The containers the daemon serves (their TPUs, device nodes and policy); with ID, runc's ps:
+/// the processes of that container in the state directory
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Asks the daemon on its control socket. Exit status: 0, or 1 when the daemon cannot be reached."
+    after_help = "Without ID, asks the daemon on its control socket. With ID, lists the processes in the container's cgroups (UID PID PPID STAT CMD, or with --format json an array of host pids), as runc ps does.\nExit status: 0, or 1 when the daemon or the container cannot be reached."
 )]
 pub struct PsArgs {
+    /// A container in runc's state directory (the global --root)
+    pub id: Option<String>,
+
+    /// table or json (runc's; json is --json without ID)
+    #[arg(long, short = 'f', value_name = "FORMAT", value_parser = ["table", "json"])]
+    pub format: Option<String>,
+
     /// The daemon's control socket
     #[arg(long, value_name = "PATH", default_value = DEFAULT_CONTROL)]
     control: PathBuf,
@@ -24,11 +32,11 @@ pub struct PsArgs {
 /// The gate's counts of allowed, emulated, denied and brokered calls per container.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Without ID, every container the daemon knows (running, or among the latest 256 gone).\nExit status: 0, or 1 when the daemon cannot be reached or has no such container."
+    after_help = "Without ID, every container the daemon knows (running, or among the latest 256 gone).\nWith runc's --root STATEDIR before the command, the counts of container ID created there (its gate service's, or the last it left).\nExit status: 0, or 1 when the daemon cannot be reached or has no such container."
 )]
 pub struct StatsArgs {
     /// Container ID
-    id: Option<String>,
+    pub id: Option<String>,
 
     /// The daemon's control socket
     #[arg(long, value_name = "PATH", default_value = DEFAULT_CONTROL)]
@@ -36,7 +44,7 @@ pub struct StatsArgs {
 
     /// Print accelgate.stats/v1 JSON documents (one for ID, else an array)
     #[arg(long)]
-    json: bool,
+    pub json: bool,
 }
 
 fn ask(control: &std::path::Path, what: Request) -> Result<Response, ExitCode> {
@@ -55,7 +63,7 @@ pub fn ps(args: &PsArgs) -> ExitCode {
         Ok(_) => return unexpected(),
         Err(code) => return code,
     };
-    if args.json {
+    if args.json || args.format.as_deref() == Some("json") {
         print_json(&ps);
         return ExitCode::SUCCESS;
     }

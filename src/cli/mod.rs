@@ -6,6 +6,7 @@
 mod cdi;
 mod daemon;
 mod discover;
+mod exec;
 mod inspect;
 mod nvidia;
 mod oci;
@@ -13,6 +14,7 @@ mod plan;
 mod profile;
 mod run;
 mod table;
+mod update;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -35,7 +37,9 @@ Examples:
   accelgate seccomp-profile --socket /run/accelgate/agent.sock
   accelgate ps; accelgate stats ID
   accelgate --root /run/accelgate create --bundle examples/busybox --pid-file /tmp/c1.pid c1
-  accelgate start c1; accelgate state c1; accelgate delete --force c1
+  accelgate start c1; accelgate state c1; accelgate exec c1 sh -c 'echo hi'
+  accelgate ps c1; accelgate pause c1; accelgate resume c1; accelgate update --memory 64m c1
+  accelgate delete --force c1
   podman --runtime $(command -v accelgate) run --rm --rootfs /path/to/rootfs sh -c 'exit 3'
 
 Environment:
@@ -49,9 +53,9 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "LEVEL", value_parser = ["error", "warn", "info", "debug", "trace"])]
     log_level: Option<String>,
 
-    /// runc's state directory, for create, start, state, kill, delete and list (given before
-    /// the command) [default: /run/accelgate]. Not the host root that plan and run take after
-    /// theirs
+    /// runc's state directory, for create, start, state, kill, delete, list, exec, ps ID,
+    /// pause, resume, update and stats ID (given before the command) [default:
+    /// /run/accelgate]. Not the host root that plan and run take after theirs
     #[arg(long = "root", value_name = "DIR")]
     state_root: Option<PathBuf>,
 
@@ -94,6 +98,12 @@ enum Command {
     Kill(oci::KillArgs),
     Delete(oci::DeleteArgs),
     List(oci::ListArgs),
+    Exec(exec::ExecArgs),
+    /// Freeze every process of a running container
+    Pause(oci::IdArgs),
+    /// Thaw a paused container
+    Resume(oci::IdArgs),
+    Update(update::UpdateArgs),
     /// Print the runtime-spec features document (JSON)
     Features,
 }
@@ -121,7 +131,7 @@ pub fn main() -> ExitCode {
     init_logging(level);
     if let Some(flag) = misplaced_runc_flag(&cli) {
         eprintln!(
-            "error: {flag} applies to runc's commands (create, start, state, kill, delete, list, features) only; for a host root, give --root after the command"
+            "error: {flag} applies to runc's commands (create, start, state, kill, delete, list, exec, ps ID, pause, resume, update, features; --root also to stats ID) only; for a host root, give --root after the command"
         );
         return ExitCode::from(EXIT_USAGE);
     }
@@ -139,14 +149,28 @@ pub fn main() -> ExitCode {
         Command::Daemon(args) => daemon::run(&args),
         Command::Nvidia(args) => nvidia::run(&args),
         Command::SeccompProfile(args) => profile::run(&args),
-        Command::Ps(args) => inspect::ps(&args),
-        Command::Stats(args) => inspect::stats(&args),
+        Command::Ps(args) => match &args.id {
+            Some(id) => oci::ps(&globals, id, args.format.as_deref().unwrap_or("table")),
+            None => inspect::ps(&args),
+        },
+        Command::Stats(args) => match (&globals.root, &args.id) {
+            (Some(_), Some(id)) => oci::stats(&globals, id, args.json),
+            (Some(_), None) => {
+                eprintln!("error: stats with runc's --root needs a container ID");
+                ExitCode::from(EXIT_USAGE)
+            }
+            (None, _) => inspect::stats(&args),
+        },
         Command::Create(args) => oci::create(&globals, &args),
         Command::Start(args) => oci::start(&globals, &args),
         Command::State(args) => oci::state(&globals, &args),
         Command::Kill(args) => oci::kill(&globals, &args),
         Command::Delete(args) => oci::delete(&globals, &args),
         Command::List(args) => oci::list(&globals, &args),
+        Command::Exec(args) => exec::exec(&globals, &args),
+        Command::Pause(args) => oci::pause(&globals, &args),
+        Command::Resume(args) => oci::resume(&globals, &args),
+        Command::Update(args) => update::update(&globals, &args),
         Command::Features => oci::features(),
     }
 }
@@ -154,16 +178,22 @@ pub fn main() -> ExitCode {
 /// A runc global flag given to a command it means nothing to, which would otherwise be
 /// ignored without a word (`accelgate --root FIXTURE discover` reads the real host).
 fn misplaced_runc_flag(cli: &Cli) -> Option<&'static str> {
-    let runc = matches!(
-        cli.command,
+    let runc = match &cli.command {
         Command::Create(_)
-            | Command::Start(_)
-            | Command::State(_)
-            | Command::Kill(_)
-            | Command::Delete(_)
-            | Command::List(_)
-            | Command::Features
-    );
+        | Command::Start(_)
+        | Command::State(_)
+        | Command::Kill(_)
+        | Command::Delete(_)
+        | Command::List(_)
+        | Command::Exec(_)
+        | Command::Pause(_)
+        | Command::Resume(_)
+        | Command::Update(_)
+        | Command::Features => true,
+        Command::Ps(args) => args.id.is_some(),
+        Command::Stats(_) => cli.log.is_none() && !cli.systemd_cgroup,
+        _ => false,
+    };
     if runc {
         return None;
     }

@@ -1,6 +1,6 @@
 //! The runc command line for container engines: `create`, `start`, `state`, `kill`,
-//! `delete`, `list`, `features`, with runc's global `--root`, `--log`, `--log-format`,
-//! `--debug` and `--systemd-cgroup`.
+//! `delete`, `list`, `ps`, `pause`, `resume`, `features` (and `exec`, `update` beside), with
+//! runc's global `--root`, `--log`, `--log-format`, `--debug` and `--systemd-cgroup`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -10,7 +10,9 @@ use clap::{Args, ValueEnum};
 use nix::sys::signal::Signal;
 
 use super::plan::{SandboxArgs, build};
+use super::run::{GateFlags, gate_config};
 use crate::runtime::{DEFAULT_STATE_ROOT, RuntimeError, StateRoot};
+use crate::supervisor::Mode;
 
 /// How `--log` records errors.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
@@ -36,7 +38,7 @@ pub struct Globals {
 }
 
 impl Globals {
-    fn state_root(&self) -> StateRoot {
+    pub(super) fn state_root(&self) -> StateRoot {
         StateRoot::new(
             self.root
                 .clone()
@@ -45,7 +47,7 @@ impl Globals {
     }
 
     /// Reports `message` on stderr and in the log, and returns the failure status.
-    fn fail(&self, message: &str) -> ExitCode {
+    pub(super) fn fail(&self, message: &str) -> ExitCode {
         eprintln!("error: {message}");
         if let Some(path) = &self.log {
             let line = match self.log_format {
@@ -71,7 +73,7 @@ impl Globals {
         ExitCode::from(super::EXIT_FAILURE)
     }
 
-    fn runtime_error(&self, e: &RuntimeError) -> ExitCode {
+    pub(super) fn runtime_error(&self, e: &RuntimeError) -> ExitCode {
         self.fail(&crate::pci::error_chain(e))
     }
 }
@@ -88,7 +90,7 @@ pub struct CreateArgs {
     /// Send the pseudo-terminal's master to this socket (needed for process.terminal)
     #[arg(long, value_name = "SOCKET")]
     console_socket: Option<PathBuf>,
-    /// Pass N fds beyond stdio to the workload; not supported yet
+    /// Pass N fds beyond stdio (3 to 3+N-1) to the workload
     #[arg(long, value_name = "N", default_value_t = 0)]
     preserve_fds: u32,
     /// runc's chroot instead of pivot_root; refused (pivot_root is always used)
@@ -97,6 +99,21 @@ pub struct CreateArgs {
     /// Keep the caller's session keyring; refused (every container gets its own)
     #[arg(long)]
     no_new_keyring: bool,
+    /// accelgate's own: read the host from DIR/sys, DIR/proc and DIR/dev(.list) instead of /
+    /// (a fixture host)
+    #[arg(long, value_name = "DIR")]
+    host_root: Option<PathBuf>,
+    /// accelgate's own: serve the fixture host's TPUs and GPUs with simulated devices (needs
+    /// --host-root)
+    #[arg(long, requires = "host_root")]
+    simulate: bool,
+    /// accelgate's own: how the ioctl gate applies the driver tables
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = Mode::Enforce)]
+    policy: Mode,
+    /// accelgate's own: the NVIDIA driver ABI to gate GPUs with (`host`, or a version of
+    /// `accelgate nvidia versions`)
+    #[arg(long, value_name = "VERSION", default_value = "host")]
+    nvidia_driver_abi: crate::nvproxy::AbiChoice,
     /// The container's id
     id: String,
 }
@@ -121,7 +138,7 @@ pub struct KillArgs {
     signal: String,
 }
 
-/// Delete a stopped container (its state, device cgroup; poststop hooks run)
+/// Delete a stopped container (its state, cgroups, gate service; poststop hooks run)
 #[derive(Debug, Args)]
 pub struct DeleteArgs {
     /// Kill a created or running container first
@@ -157,7 +174,6 @@ pub fn create(globals: &Globals, args: &CreateArgs) -> ExitCode {
         return code;
     }
     let unsupported = [
-        (args.preserve_fds > 0, "--preserve-fds: not supported yet"),
         (
             args.no_pivot,
             "--no-pivot: accelgate always uses pivot_root",
@@ -170,20 +186,30 @@ pub fn create(globals: &Globals, args: &CreateArgs) -> ExitCode {
     if let Some((_, reason)) = unsupported.iter().find(|(given, _)| *given) {
         return globals.fail(reason);
     }
-    let sandbox = SandboxArgs::engine(args.bundle.clone(), args.id.clone());
-    let (bundle, plan, _) = match build(&sandbox, &[]) {
+    let mut sandbox = SandboxArgs::engine(args.bundle.clone(), args.id.clone());
+    sandbox.root.clone_from(&args.host_root);
+    let (bundle, plan, host) = match build(&sandbox, &[]) {
         Ok(built) => built,
         Err(code) => return code,
     };
-    if !plan.accelerators.tpus.is_empty() {
-        return globals.fail(
-            "the sandbox gets TPUs, and the ioctl gate's supervisor lives only as long as `accelgate run`; use run",
-        );
-    }
+    let flags = GateFlags {
+        fixture: args.host_root.is_some(),
+        simulate: args.simulate,
+        policy: args.policy,
+        sim_log: None,
+        nvidia_abi: args.nvidia_driver_abi,
+    };
+    let gate = match gate_config(&flags, &plan, &host) {
+        Ok(gate) => gate,
+        Err(code) => return code,
+    };
     let options = crate::runtime::CreateOptions {
-        host_dev: Some(PathBuf::from("/dev")),
+        // Device nodes can be bound from the host's /dev only on the real host.
+        host_dev: args.host_root.is_none().then(|| PathBuf::from("/dev")),
         pid_file: args.pid_file.clone(),
         console_socket: args.console_socket.clone(),
+        preserve_fds: args.preserve_fds,
+        gate,
     };
     match crate::runtime::create(&globals.state_root(), &bundle, &plan, options) {
         Ok(_) => ExitCode::SUCCESS,
@@ -276,6 +302,100 @@ pub fn list(globals: &Globals, args: &ListArgs) -> ExitCode {
     }
     print!("{}", table.render());
     ExitCode::SUCCESS
+}
+
+/// `pause`.
+pub fn pause(globals: &Globals, args: &IdArgs) -> ExitCode {
+    match crate::runtime::pause(&globals.state_root(), &args.id) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => globals.runtime_error(&e),
+    }
+}
+
+/// `resume`.
+pub fn resume(globals: &Globals, args: &IdArgs) -> ExitCode {
+    match crate::runtime::resume(&globals.state_root(), &args.id) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => globals.runtime_error(&e),
+    }
+}
+
+/// One process as `ps` shows it, from `/proc/PID/status` and `cmdline`.
+fn process_row(pid: nix::unistd::Pid) -> Vec<String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .unwrap_or("?")
+            .to_owned()
+    };
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let command = cmdline
+        .split(|b| *b == 0)
+        .filter(|arg| !arg.is_empty())
+        .map(String::from_utf8_lossy)
+        .collect::<Vec<_>>()
+        .join(" ");
+    vec![
+        field("Uid:"),
+        pid.to_string(),
+        field("PPid:"),
+        field("State:"),
+        command,
+    ]
+}
+
+/// `ps ID`: the processes in the container's cgroups, as the host sees them.
+pub fn ps(globals: &Globals, id: &str, format: &str) -> ExitCode {
+    let pids = match crate::runtime::container_processes(&globals.state_root(), id) {
+        Ok(pids) => pids,
+        Err(e) => return globals.runtime_error(&e),
+    };
+    if format == "json" {
+        let list: Vec<i32> = pids.iter().map(|p| p.as_raw()).collect();
+        println!("{}", serde_json::to_string(&list).unwrap_or_default());
+        return ExitCode::SUCCESS;
+    }
+    let mut table = super::table::Table::new(&["UID", "PID", "PPID", "STAT", "CMD"]);
+    for pid in pids {
+        table.row(process_row(pid));
+    }
+    print!("{}", table.render());
+    ExitCode::SUCCESS
+}
+
+/// `stats ID` for a container in the state directory: its ioctl gate's counts.
+pub fn stats(globals: &Globals, id: &str, json: bool) -> ExitCode {
+    let root = globals.state_root();
+    let container = match root.load(id) {
+        Ok(container) => container,
+        Err(e) => return globals.runtime_error(&e),
+    };
+    if container.gate.is_none() {
+        return globals.fail(&format!(
+            "container {id}: has no ioctl gate (no accelerators behind it)"
+        ));
+    }
+    let socket = match root.dir(id) {
+        Ok(dir) => dir.join(crate::runtime::GATE_SOCKET),
+        Err(e) => return globals.runtime_error(&e),
+    };
+    match crate::boot::gate_stats(&socket) {
+        Ok(stats) if json => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&stats).unwrap_or_default()
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(stats) => {
+            print!("{}", stats.render());
+            ExitCode::SUCCESS
+        }
+        Err(e) => globals.fail(&format!("container {id}: ioctl gate: {e}")),
+    }
 }
 
 /// `features`: the runtime-spec features document.

@@ -20,6 +20,7 @@ Examples:
   accelgate run --bundle examples/busybox-tpu --root fixtures/sysfs/tpu-v4-8 -- ls -ln /dev
   accelgate run --bundle examples/busybox --overlay memory -- sh -c 'touch /x && ls /x'
   accelgate run --root fixtures/sysfs/tpu-v5e-8 --simulate --bundle examples/tpu-probe --stats -- /tpu-probe vfio
+  accelgate run --root fixtures/sysfs/nvidia-h100x8 --simulate --bundle examples/nvidia-probe --stats
 
 Needs root. The workload runs as pid 1 of new mount, pid, ipc and uts namespaces (network, user
 and cgroup ones when the spec lists them, or those given by path), as with runc: SIGINT,
@@ -83,15 +84,44 @@ pub struct RunArgs {
     command: Vec<String>,
 }
 
-/// The gate for this sandbox: on when it gets TPUs or GPUs, or simulates them.
-fn gate_config(
-    args: &RunArgs,
+/// How the operator asked for the ioctl gate (`run`'s and `create`'s flags).
+pub(super) struct GateFlags<'a> {
+    /// The host is a fixture (`--root` after the command).
+    pub fixture: bool,
+    /// `--simulate`.
+    pub simulate: bool,
+    /// `--policy`.
+    pub policy: Mode,
+    /// `--sim-log`.
+    pub sim_log: Option<&'a Path>,
+    /// `--nvidia-driver-abi`.
+    pub nvidia_abi: AbiChoice,
+}
+
+/// The gate for this sandbox: on when it gets TPUs or GPUs, or simulates them. A fixture whose
+/// device numbers are real devices on this machine is refused, simulated or not.
+pub(super) fn gate_config(
+    flags: &GateFlags<'_>,
     plan: &SandboxPlan,
     host: &HostSnapshot,
 ) -> Result<Option<GateConfig>, ExitCode> {
+    if flags.fixture && !flags.simulate {
+        let registry = host
+            .discovery
+            .registry()
+            .map_err(|e| super::fail("the host's device numbers", &e))?;
+        let real = real_devices_behind(plan, &registry, Path::new("/sys"));
+        if !real.is_empty() {
+            eprintln!(
+                "error: --root: this machine has real devices at the numbers of {}; the sandbox's nodes would reach them (use --simulate, or a fixture whose numbers are free here)",
+                real.join(", ")
+            );
+            return Err(ExitCode::from(1));
+        }
+    }
     let accelerators = &plan.accelerators;
     if accelerators.tpus.is_empty() && accelerators.gpus.is_empty() {
-        if args.simulate {
+        if flags.simulate {
             eprintln!(
                 "error: --simulate: the plan gives the sandbox no TPUs or GPUs (use --tpu all, the dev.accelgate.tpu annotation, or NVIDIA_VISIBLE_DEVICES)"
             );
@@ -105,14 +135,14 @@ fn gate_config(
         .map_err(|e| super::fail("the host's device numbers", &e))?;
     let nvidia = NvidiaTables::for_host(
         host.discovery.nvidia.as_ref(),
-        args.nvidia_driver_abi,
+        flags.nvidia_abi,
         &accelerators.driver_capabilities,
     )
     .map_err(|e| {
         eprintln!("error: {e}");
         ExitCode::from(1)
     })?;
-    let simulator = if args.simulate {
+    let simulator = if flags.simulate {
         let real = real_devices_behind(plan, &registry, Path::new("/sys"));
         if !real.is_empty() {
             eprintln!(
@@ -121,7 +151,7 @@ fn gate_config(
             );
             return Err(ExitCode::from(1));
         }
-        let log = match &args.sim_log {
+        let log = match flags.sim_log {
             Some(path) => Some(
                 std::fs::OpenOptions::new()
                     .create(true)
@@ -151,7 +181,7 @@ fn gate_config(
         gate,
         sandbox: SandboxConfig {
             name: plan.container_id.clone(),
-            mode: args.policy,
+            mode: flags.policy,
             simulator,
             granted: Some(granted),
         },
@@ -164,21 +194,14 @@ pub fn run(args: &RunArgs) -> ExitCode {
         Ok(built) => built,
         Err(code) => return code,
     };
-    if args.sandbox.root.is_some() && !args.simulate {
-        let registry = match host.discovery.registry() {
-            Ok(registry) => registry,
-            Err(e) => return super::fail("the host's device numbers", &e),
-        };
-        let real = real_devices_behind(&plan, &registry, Path::new("/sys"));
-        if !real.is_empty() {
-            eprintln!(
-                "error: --root: this machine has real devices at the numbers of {}; the sandbox's nodes would reach them (use --simulate, or a fixture whose numbers are free here)",
-                real.join(", ")
-            );
-            return ExitCode::from(1);
-        }
-    }
-    let gate = match gate_config(args, &plan, &host) {
+    let flags = GateFlags {
+        fixture: args.sandbox.root.is_some(),
+        simulate: args.simulate,
+        policy: args.policy,
+        sim_log: args.sim_log.as_deref(),
+        nvidia_abi: args.nvidia_driver_abi,
+    };
+    let gate = match gate_config(&flags, &plan, &host) {
         Ok(gate) => gate,
         Err(code) => return code,
     };
@@ -196,8 +219,8 @@ pub fn run(args: &RunArgs) -> ExitCode {
             report_gate(args, gate.as_ref());
             match outcome {
                 Outcome::Exited(status) => ExitCode::from(status.clamp(0, 255) as u8),
-                // Only `create` asks for a barrier.
-                Outcome::Created(_) => ExitCode::SUCCESS,
+                // Only `create` asks for a barrier, and only `exec` detaches.
+                Outcome::Created(_) | Outcome::Detached(_) => ExitCode::SUCCESS,
                 Outcome::Failed { status, message } => {
                     eprintln!("error: {message}");
                     ExitCode::from(status.clamp(0, 255) as u8)

@@ -1,5 +1,6 @@
 //! The runc command line's lifecycle: `create` (built, waiting on `exec.fifo`), `start`
-//! (releases it), `state`, `kill`, `delete`, as the runtime-spec defines them.
+//! (releases it), `state`, `kill`, `pause`, `resume`, `delete`, as the runtime-spec (and runc,
+//! for `pause`) defines them.
 
 use std::io::Read;
 use std::os::fd::AsFd;
@@ -11,12 +12,14 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use super::RuntimeError;
-use super::container::{Container, StateRoot, process_start};
+use super::container::{Container, GATE_SOCKET, GateRecord, StateRoot, process_start};
+use super::freezer::set_frozen;
 use super::hooks::{HookPhase, Hooks};
 use super::run::Around;
 use super::state::Status;
-use crate::boot::{Bundle, LaunchOptions, Outcome, launch};
+use crate::boot::{Bundle, GateService, GateSetup, LaunchOptions, Outcome, launch};
 use crate::plan::SandboxPlan;
+use crate::supervisor::GateConfig;
 
 /// The barrier a created container waits on, in its state directory.
 const EXEC_FIFO: &str = "exec.fifo";
@@ -32,7 +35,7 @@ fn refused(id: &str, reason: impl Into<String>) -> RuntimeError {
 }
 
 /// How `create` meets the engine.
-#[derive(Debug, Clone, Default)]
+#[derive(Default)]
 pub struct CreateOptions {
     /// The host's `/dev`, for binding device nodes where `mknod` is not allowed.
     pub host_dev: Option<PathBuf>,
@@ -40,6 +43,11 @@ pub struct CreateOptions {
     pub pid_file: Option<PathBuf>,
     /// The engine's socket for the terminal's master (`process.terminal`).
     pub console_socket: Option<PathBuf>,
+    /// Descriptors 3 to 3 + N - 1 the workload keeps.
+    pub preserve_fds: u32,
+    /// The ioctl gate, when the sandbox gets accelerators: served by a [`GateService`] that
+    /// outlives `create`, for the first process and every exec'd one.
+    pub gate: Option<GateConfig>,
 }
 
 /// `create`: builds the container from `plan` and leaves it waiting for `start`; writes its pid
@@ -82,6 +90,11 @@ pub fn create(
     let fifo = dir.join(EXEC_FIFO);
     let hooks = Hooks::of(&bundle.spec).0;
     let made = nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
+        .and_then(|()| {
+            // The container's root opens it; in a user namespace that is another host id.
+            let (uid, gid) = container_root(&bundle.spec);
+            nix::unistd::chown(&fifo, Some(uid), Some(gid))
+        })
         .map_err(|e| RuntimeError::State {
             path: fifo.clone(),
             what: "mkfifo".into(),
@@ -95,14 +108,49 @@ pub fn create(
             return Err(e);
         }
     };
+    let service = match options.gate {
+        Some(config) => {
+            let (mode, simulated) = (config.sandbox.mode, config.sandbox.simulator.is_some());
+            match GateService::start(config, &dir.join(GATE_SOCKET)) {
+                Ok((service, workload_gate)) => Some((service, workload_gate, mode, simulated)),
+                Err(e) => {
+                    let _ = std::fs::remove_dir_all(&dir);
+                    return Err(e.into());
+                }
+            }
+        }
+        None => None,
+    };
+    let (gate, workload_gate) = match service {
+        Some((service, workload_gate, mode, simulated)) => (
+            Some(GateRecord {
+                pid: service.pid.as_raw(),
+                pid_start: process_start(service.pid).unwrap_or_default(),
+                mode,
+                simulated,
+            }),
+            Some(GateSetup::Handed(workload_gate)),
+        ),
+        None => (None, None),
+    };
     let launch_options = LaunchOptions {
         host_dev: options.host_dev,
         barrier: Some(fifo),
         console_socket: options.console_socket,
+        preserve_fds: options.preserve_fds,
     };
-    let launched = launch(plan, &bundle.spec, &launch_options, None, &mut lifecycle);
+    let launched = launch(
+        plan,
+        &bundle.spec,
+        &launch_options,
+        workload_gate,
+        &mut lifecycle,
+    );
     let cgroups = std::mem::take(&mut lifecycle.cgroups);
     let undo = |cgroups: Vec<super::Cgroup>| {
+        if let Some(gate) = &gate {
+            stop_gate(gate);
+        }
         for cgroup in cgroups {
             cgroup.remove();
         }
@@ -117,6 +165,10 @@ pub fn create(
         Ok(Outcome::Exited(status)) => {
             undo(cgroups);
             return Err(refused(&id, format!("exited with {status} while created")));
+        }
+        Ok(Outcome::Detached(_)) => {
+            undo(cgroups);
+            return Err(refused(&id, "was not created"));
         }
         Err(e) => {
             undo(cgroups);
@@ -134,6 +186,7 @@ pub fn create(
         started: false,
         annotations: bundle.spec.annotations().clone().unwrap_or_default(),
         cgroups,
+        gate: gate.clone(),
     };
     let saved = root
         .save(&container)
@@ -149,8 +202,31 @@ pub fn create(
     Ok(container)
 }
 
+/// The host's ids of the container's root: mapped by `linux.uidMappings`/`gidMappings` in a
+/// user namespace, the same ids otherwise.
+fn container_root(spec: &oci_spec::runtime::Spec) -> (nix::unistd::Uid, nix::unistd::Gid) {
+    let host_of = |maps: Option<&Vec<oci_spec::runtime::LinuxIdMapping>>| {
+        maps.into_iter()
+            .flatten()
+            .find(|m| m.container_id() == 0 && m.size() > 0)
+            .map_or(0, |m| m.host_id())
+    };
+    let linux = spec.linux().as_ref();
+    (
+        nix::unistd::Uid::from_raw(host_of(linux.and_then(|l| l.uid_mappings().as_ref()))),
+        nix::unistd::Gid::from_raw(host_of(linux.and_then(|l| l.gid_mappings().as_ref()))),
+    )
+}
+
+/// Ends a container's gate service (its container is gone, or never started).
+fn stop_gate(gate: &GateRecord) {
+    if gate.alive() {
+        let _ = kill(Pid::from_raw(gate.pid), Signal::SIGKILL);
+    }
+}
+
 /// The pid file, written whole or not at all (engines read it as soon as it exists).
-fn write_pid_file(path: &Path, pid: Pid) -> Result<(), RuntimeError> {
+pub(super) fn write_pid_file(path: &Path, pid: Pid) -> Result<(), RuntimeError> {
     let next = path.with_extension("accelgate-new");
     std::fs::write(&next, pid.to_string())
         .and_then(|()| std::fs::rename(&next, path))
@@ -225,9 +301,13 @@ fn run_hooks(container: &Container, phase: HookPhase) {
     }
 }
 
-/// The processes to signal: with `all`, every one in the container's cgroup.
-fn processes(container: &Container, all: bool) -> Vec<Pid> {
-    let mut pids = vec![Pid::from_raw(container.pid)];
+/// The processes to signal: the container's own while it lives, and with `all` every one in
+/// its cgroups (processes exec'd into it included).
+pub(super) fn processes(container: &Container, all: bool) -> Vec<Pid> {
+    let mut pids = Vec::new();
+    if container.status() != Status::Stopped {
+        pids.push(Pid::from_raw(container.pid));
+    }
     if all {
         for cgroup in &container.cgroups {
             pids.extend(cgroup.processes());
@@ -246,7 +326,9 @@ pub fn kill_container(
     all: bool,
 ) -> Result<(), RuntimeError> {
     let container = root.load(id)?;
-    if container.status() == Status::Stopped {
+    let status = container.status();
+    // With --all, what is left in its cgroups may still be signalled (as runc allows).
+    if status == Status::Stopped && !all {
         return Err(refused(id, "is not running"));
     }
     for pid in processes(&container, all) {
@@ -255,6 +337,10 @@ pub fn kill_container(
                 return Err(refused(id, format!("kill {pid} with {signal}: {e}")));
             }
         }
+    }
+    if status == Status::Paused && signal == Signal::SIGKILL {
+        // Frozen processes die of SIGKILL only once thawed.
+        set_frozen(id, &container.cgroups, false)?;
     }
     Ok(())
 }
@@ -279,6 +365,10 @@ pub fn delete(root: &StateRoot, id: &str, force: bool) -> Result<(), RuntimeErro
         for pid in processes(&container, true) {
             let _ = kill(pid, Signal::SIGKILL);
         }
+        if status == Status::Paused {
+            // Frozen processes die of SIGKILL only once thawed.
+            set_frozen(id, &container.cgroups, false)?;
+        }
         let started = Instant::now();
         while container.status() != Status::Stopped {
             if started.elapsed() > PATIENCE {
@@ -286,6 +376,9 @@ pub fn delete(root: &StateRoot, id: &str, force: bool) -> Result<(), RuntimeErro
             }
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+    if let Some(gate) = &container.gate {
+        stop_gate(gate);
     }
     run_hooks(&container, HookPhase::Poststop);
     let dir = root.dir(id)?;
@@ -297,4 +390,36 @@ pub fn delete(root: &StateRoot, id: &str, force: bool) -> Result<(), RuntimeErro
         what: "remove".into(),
         source,
     })
+}
+
+/// `pause`: freezes every process of a running container.
+pub fn pause(root: &StateRoot, id: &str) -> Result<(), RuntimeError> {
+    let _lock = root.lock()?;
+    let container = root.load(id)?;
+    match container.status() {
+        Status::Running => set_frozen(id, &container.cgroups, true),
+        status => Err(refused(
+            id,
+            format!("is {status:?}; only a running container pauses").to_lowercase(),
+        )),
+    }
+}
+
+/// `resume`: thaws a paused container.
+pub fn resume(root: &StateRoot, id: &str) -> Result<(), RuntimeError> {
+    let _lock = root.lock()?;
+    let container = root.load(id)?;
+    match container.status() {
+        Status::Paused => set_frozen(id, &container.cgroups, false),
+        status => Err(refused(
+            id,
+            format!("is {status:?}, not paused").to_lowercase(),
+        )),
+    }
+}
+
+/// `ps`: the processes in container `id`'s cgroups (processes exec'd into it included), as the
+/// host sees them.
+pub fn container_processes(root: &StateRoot, id: &str) -> Result<Vec<Pid>, RuntimeError> {
+    Ok(processes(&root.load(id)?, true))
 }

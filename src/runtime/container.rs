@@ -15,6 +15,9 @@ use super::state::{State, Status};
 /// runc's default state directory.
 pub const DEFAULT_STATE_ROOT: &str = "/run/accelgate";
 
+/// The socket of a container's ioctl gate service, in its state directory.
+pub const GATE_SOCKET: &str = "gate.sock";
+
 /// The state directory: one subdirectory per container, changed only under its lock.
 #[derive(Debug, Clone)]
 pub struct StateRoot {
@@ -136,8 +139,32 @@ pub struct Container {
     pub started: bool,
     /// The spec's annotations.
     pub annotations: HashMap<String, String>,
-    /// Its cgroups (devices, limits), removed at `delete`.
+    /// Its cgroups (devices, freezer, limits), removed at `delete`.
     pub cgroups: Vec<Cgroup>,
+    /// The ioctl gate's service, when its accelerators are behind the gate.
+    #[serde(default)]
+    pub gate: Option<GateRecord>,
+}
+
+/// A container's ioctl gate service: the process that serves its listeners (first and
+/// exec'd), and the filter they install.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GateRecord {
+    /// The service's process.
+    pub pid: i32,
+    /// Its start time, so that a reused pid is never signalled.
+    pub pid_start: u64,
+    /// The policy mode the sandbox is served in.
+    pub mode: crate::supervisor::Mode,
+    /// Whether its devices are simulated (opens are brokered, so the filter routes them).
+    pub simulated: bool,
+}
+
+impl GateRecord {
+    /// Whether the service still runs.
+    pub fn alive(&self) -> bool {
+        process_start(Pid::from_raw(self.pid)) == Some(self.pid_start)
+    }
 }
 
 impl Container {
@@ -145,6 +172,8 @@ impl Container {
     pub fn status(&self) -> Status {
         if process_start(Pid::from_raw(self.pid)) != Some(self.pid_start) {
             Status::Stopped
+        } else if super::freezer::frozen(&self.cgroups) {
+            Status::Paused
         } else if self.started {
             Status::Running
         } else {
@@ -199,6 +228,7 @@ mod tests {
             started: true,
             annotations: HashMap::new(),
             cgroups: Vec::new(),
+            gate: None,
         };
         std::fs::create_dir(root.dir("c1").unwrap()).unwrap();
         root.save(&container).unwrap();

@@ -1,22 +1,30 @@
 //! The OCI lifecycle around a sandbox: its cgroups (devices, limits), the spec's hooks and the
 //! state they are given. `boot` compiles the plan and launches it; this module acts at the points
 //! of the launch that the runtime spec names (`boot::Lifecycle`), and keeps created containers in
-//! a state directory for the runc command line (`create`, `start`, `state`, `kill`, `delete`).
+//! a state directory for the runc command line (`create`, `start`, `state`, `kill`, `delete`,
+//! `exec`, `ps`, `pause`, `resume`, `update`).
 
 mod cgroup;
 mod commands;
 mod container;
 mod devices;
 mod error;
+mod exec;
+mod freezer;
 mod hooks;
 mod limits;
 mod run;
 mod state;
+mod update;
 
 pub use cgroup::Cgroup;
-pub use commands::{CreateOptions, create, delete, kill_container, start};
-pub use container::{Container, DEFAULT_STATE_ROOT, StateRoot};
+pub use commands::{
+    CreateOptions, container_processes, create, delete, kill_container, pause, resume, start,
+};
+pub use container::{Container, DEFAULT_STATE_ROOT, GATE_SOCKET, GateRecord, StateRoot};
 pub use error::RuntimeError;
+pub use exec::{ExecOptions, ExecRequest, exec};
 pub use hooks::{HookPhase, Hooks};
 pub use run::{RunOptions, run};
 pub use state::{State, Status};
+pub use update::update;

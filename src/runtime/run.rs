@@ -16,7 +16,7 @@ use super::devices::{self, DeviceRule};
 use super::hooks::{HookPhase, Hooks};
 use super::limits::{Limit, limits};
 use super::state::{State, Status};
-use crate::boot::{Bundle, LaunchOptions, Launched, Lifecycle, launch};
+use crate::boot::{Bundle, GateSetup, LaunchOptions, Launched, Lifecycle, launch};
 use crate::plan::SandboxPlan;
 use crate::supervisor::gate::GateConfig;
 
@@ -42,7 +42,7 @@ pub fn run(
         plan,
         &bundle.spec,
         &options.launch,
-        options.gate,
+        options.gate.map(|gate| GateSetup::Own(Box::new(gate))),
         &mut lifecycle,
     );
     lifecycle.state.status = Status::Stopped;
@@ -136,6 +136,12 @@ impl<'a> Around<'a> {
                 "warning: no device cgroup: {} is not a cgroup v1 devices hierarchy",
                 devices.display()
             );
+        }
+        // A freezer cgroup of its own, for `pause`, `resume` and `kill --all`.
+        let freezer = root.join("freezer");
+        if freezer.join("tasks").exists() {
+            let path = cgroup_path(spec, &plan.container_id, "freezer");
+            planned.push((freezer, path, Vec::new()));
         }
         let mut by_controller: BTreeMap<&str, Vec<Limit>> = BTreeMap::new();
         for limit in limits(spec) {

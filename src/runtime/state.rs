@@ -18,6 +18,8 @@ pub enum Status {
     Created,
     /// The workload runs.
     Running,
+    /// Its processes are frozen (`pause`; runc's status beyond the runtime-spec's four).
+    Paused,
     /// The workload has exited.
     Stopped,
 }

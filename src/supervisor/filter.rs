@@ -542,6 +542,41 @@ pub fn build(arch: Arch, spec: &FilterSpec) -> Vec<SockFilter> {
     program
 }
 
+/// A program as bytes (`struct sock_filter` records, native endian): how a sandbox's filter is
+/// kept beside its gate service, for the processes exec'd into it later.
+pub fn encode(program: &[SockFilter]) -> Vec<u8> {
+    program
+        .iter()
+        .flat_map(|insn| {
+            let mut record = [0u8; 8];
+            record[..2].copy_from_slice(&insn.code.to_ne_bytes());
+            record[2] = insn.jt;
+            record[3] = insn.jf;
+            record[4..].copy_from_slice(&insn.k.to_ne_bytes());
+            record
+        })
+        .collect()
+}
+
+/// The program [`encode`] wrote; None for bytes that are not whole records of a program the
+/// kernel would take.
+pub fn decode(bytes: &[u8]) -> Option<Vec<SockFilter>> {
+    if bytes.is_empty() || bytes.len() % 8 != 0 || bytes.len() / 8 > BPF_MAXINSNS {
+        return None;
+    }
+    bytes
+        .chunks_exact(8)
+        .map(|record| {
+            Some(SockFilter {
+                code: u16::from_ne_bytes(record[..2].try_into().ok()?),
+                jt: record[2],
+                jf: record[3],
+                k: u32::from_ne_bytes(record[4..].try_into().ok()?),
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use nix::errno::Errno;
@@ -674,6 +709,14 @@ mod tests {
     }
 
     const EPERM: Ret = Ret::Errno(libc::EPERM);
+
+    #[test]
+    fn programs_round_trip_through_bytes() {
+        let program = build(Arch::X86_64, &spec(Mode::Enforce, true));
+        assert_eq!(decode(&encode(&program)), Some(program));
+        assert_eq!(decode(&[0; 12]), None);
+        assert_eq!(decode(&[]), None);
+    }
 
     #[test]
     fn native_ioctls_are_decided_where_the_routing_places_them() {
