@@ -5,6 +5,7 @@
 
 mod cdi;
 mod daemon;
+mod device_plugin;
 mod discover;
 mod inspect;
 mod oci;
@@ -32,6 +33,7 @@ Examples:
   accelgate cdi generate --root fixtures/sysfs/tpu-v5e-8 --output -
   accelgate daemon --socket /run/accelgate/agent.sock   # the OCI seccomp agent for runc, crun
   accelgate seccomp-profile --socket /run/accelgate/agent.sock
+  accelgate device-plugin --resource tpu                # the Kubernetes device plugin, on a node
   accelgate ps; accelgate stats ID
   accelgate --root /run/accelgate create --bundle examples/busybox --pid-file /tmp/c1.pid c1
   accelgate start c1; accelgate state c1; accelgate delete --force c1
@@ -81,6 +83,7 @@ enum Command {
     Run(run::RunArgs),
     Cdi(cdi::CdiArgs),
     Daemon(daemon::DaemonArgs),
+    DevicePlugin(device_plugin::DevicePluginArgs),
     SeccompProfile(profile::ProfileArgs),
     Ps(inspect::PsArgs),
     Stats(inspect::StatsArgs),
@@ -135,6 +138,7 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run::run(&args),
         Command::Cdi(args) => cdi::run(&args),
         Command::Daemon(args) => daemon::run(&args),
+        Command::DevicePlugin(args) => device_plugin::run_plugin(&args),
         Command::SeccompProfile(args) => profile::run(&args),
         Command::Ps(args) => inspect::ps(&args),
         Command::Stats(args) => inspect::stats(&args),
