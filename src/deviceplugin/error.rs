@@ -54,9 +54,9 @@ pub enum DevicePluginError {
         path: PathBuf,
         /// The resource name.
         resource: &'static str,
-        /// The kubelet's status.
+        /// The kubelet's status (boxed: a status is large).
         #[source]
-        source: tonic::Status,
+        source: Box<tonic::Status>,
     },
     /// A request names a device this plugin never advertised.
     #[error("unknown device ID {id:?}: {resource} has {known}")]

@@ -76,7 +76,7 @@ pub async fn register(kubelet: &Path, kind: Kind) -> Result<(), DevicePluginErro
         .map_err(|source| DevicePluginError::Register {
             path: kubelet.to_path_buf(),
             resource: kind.name(),
-            source,
+            source: Box::new(source),
         })?;
     tracing::info!(
         resource = kind.name(),
@@ -86,11 +86,24 @@ pub async fn register(kubelet: &Path, kind: Kind) -> Result<(), DevicePluginErro
     Ok(())
 }
 
-/// Which file a socket path names now (device and inode), `None` when there is none. The
-/// kubelet makes a new `kubelet.sock` whenever it starts, and removes every other socket in the
-/// directory as it does.
-pub fn socket_identity(path: &Path) -> Option<(u64, u64)> {
+/// Which file a socket path names: device, inode and the time it was made, so that a socket
+/// made anew is told apart even when it gets the inode number of the one it replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SocketIdentity {
+    device: u64,
+    inode: u64,
+    changed: (i64, i64),
+}
+
+/// The file `path` names now, `None` when there is none. The kubelet makes a new
+/// `kubelet.sock` whenever it starts, and removes every other socket in the directory as it
+/// does.
+pub fn socket_identity(path: &Path) -> Option<SocketIdentity> {
     std::fs::symlink_metadata(path)
         .ok()
-        .map(|meta| (meta.dev(), meta.ino()))
+        .map(|meta| SocketIdentity {
+            device: meta.dev(),
+            inode: meta.ino(),
+            changed: (meta.ctime(), meta.ctime_nsec()),
+        })
 }

@@ -17,7 +17,7 @@ use tonic::transport::Server;
 use super::DevicePluginError;
 use super::api::device_plugin_server::DevicePluginServer;
 use super::monitor::Monitor;
-use super::registration::{KUBELET_SOCKET, endpoint, register, socket_identity};
+use super::registration::{KUBELET_SOCKET, SocketIdentity, endpoint, register, socket_identity};
 use super::service::PluginService;
 use crate::cdi::Kind;
 
@@ -78,7 +78,7 @@ async fn serve(config: PluginConfig) -> Result<(), DevicePluginError> {
     let kubelet = config.kubelet_dir.join(KUBELET_SOCKET);
     let mut servers = start_servers(&monitors, &config)?;
     // The `kubelet.sock` the plugin last registered with.
-    let mut registered: Option<(u64, u64)> = None;
+    let mut registered: Option<SocketIdentity> = None;
     let mut ticks = tokio::time::interval(config.poll_interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -159,7 +159,7 @@ async fn register_all(kubelet: &Path, monitors: &[Arc<Monitor>]) -> Result<(), D
 /// One resource's gRPC server on its socket.
 struct RunningServer {
     socket: PathBuf,
-    identity: Option<(u64, u64)>,
+    identity: Option<SocketIdentity>,
     stop: watch::Sender<()>,
     task: JoinHandle<Result<(), tonic::transport::Error>>,
 }
