@@ -2,9 +2,10 @@
 //! device list every `ListAndWatch` stream follows.
 //!
 //! The host is polled rather than watched through udev: health also changes where udev says
-//! nothing (a `dev.list` entry, `/proc/driver/nvidia/gpus`, a driver bound or unbound without
-//! a device event on some kernels), a fixture host has no udev at all, and discovery of a host
-//! takes about a millisecond, so a poll every few seconds costs nothing. `Allocate` reads the
+//! nothing (a `dev.list` entry, `/proc/driver/nvidia/gpus`, a node removed by hand), a
+//! container may not see the host's udev events at all, and a fixture host has none; discovery
+//! costs about 100 µs per PCI function (`docs/performance.md`), a few milliseconds for a host,
+//! so a poll every few seconds costs next to nothing. `Allocate` reads the
 //! host again too, so it never hands out a device that went away between two polls.
 
 use std::path::PathBuf;
