@@ -770,3 +770,18 @@ async fn a_host_without_accelerators_has_nothing_to_serve() {
     assert!(stderr.contains("nothing to serve"), "{stderr}");
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
+
+#[test]
+fn help_says_how_to_run_it_on_a_node() {
+    let help = common::stdout(&common::accelgate(&["device-plugin", "--help"], PATIENCE));
+    for needle in [
+        "/var/lib/kubelet/device-plugins",
+        "DaemonSet",
+        "google.com/tpu",
+        "nvidia.com/gpu",
+        "--poll-interval",
+        "docs/kubernetes.md",
+    ] {
+        assert!(help.contains(needle), "{needle} missing from:\n{help}");
+    }
+}

@@ -78,14 +78,15 @@ impl Inventory {
         self.kind
     }
 
-    /// Takes in a fresh look at the host. Returns whether any device appeared or changed
-    /// health; each change is logged.
+    /// Takes in a fresh look at the host. Returns whether any device appeared or changed health
+    /// or NUMA node; each appearance and change of health is logged.
     pub fn update(&mut self, view: HostView) -> bool {
         let seen = observe(self.kind, &view.discovery);
         let mut changed = false;
         for device in &mut self.devices {
             let health = match seen.iter().find(|s| s.id == device.id) {
                 Some(now) => {
+                    changed |= device.numa_node != now.numa_node;
                     device.numa_node = now.numa_node;
                     now.health.clone()
                 }
