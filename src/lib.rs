@@ -11,6 +11,7 @@ pub mod boot;
 pub mod cdi;
 pub mod cli;
 pub mod daemon;
+pub mod deviceplugin;
 pub mod discovery;
 pub mod family;
 pub mod fixture;

@@ -9,6 +9,7 @@ use super::devices::{DevTree, describe, host_device, spec_device};
 use super::executable::{DEFAULT_PATH, resolve_executable};
 use super::fields::check_supported;
 use super::gpu::{VISIBLE_DEVICES, gpu_request};
+use super::grant::Grant;
 use super::hints::parse_hints;
 use super::mounts::{mandatory_mounts, order_parents_first, readonly_bind, spec_mounts, tmp_mount};
 use super::paths::{clean_absolute, is_proper_ancestor};
@@ -162,7 +163,9 @@ pub fn compile(
     let mut rlimits = spec_rlimits(bundle)?;
     let device_paths: Vec<&Path> = spec_devices.iter().map(|d| d.path.as_path()).collect();
 
-    if let Some(request) = gpu_request(spec, &host.discovery)? {
+    // A device plugin's grant bounds what the spec asks for (`grant.rs`).
+    let granted = Grant::read(&annotations, &host.discovery)?;
+    if let Some(request) = granted.bound_gpus(gpu_request(spec, &host.discovery)?)? {
         let nvidia =
             host.discovery
                 .nvidia
@@ -235,7 +238,8 @@ pub fn compile(
     }
 
     let tpu_selection = settings.tpus.as_ref().map(|(s, from)| (s, *from));
-    if let Some(request) = tpu_request(&device_paths, tpu_selection, &host.discovery)? {
+    let tpus = tpu_request(&device_paths, tpu_selection, &host.discovery)?;
+    if let Some(request) = granted.bound_tpus(tpus)? {
         for index in &request.chips {
             let chip = &host.discovery.tpus[*index];
             if chip.nodes.is_empty() {

@@ -2,6 +2,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use super::BootError;
+use super::grant::{GRANTED_GPUS_ANNOTATION, GRANTED_TPUS_ANNOTATION};
 use crate::plan::OverlayMode;
 
 /// Annotation prefix of accelgate's own settings.
@@ -16,7 +17,13 @@ pub const OVERLAY_ANNOTATION: &str = "dev.accelgate.overlay";
 /// `dev.accelgate.rootfs-image`: an EROFS image file to use as the rootfs.
 pub const ROOTFS_IMAGE_ANNOTATION: &str = "dev.accelgate.rootfs-image";
 
-const KNOWN_ANNOTATIONS: [&str; 3] = [TPU_ANNOTATION, OVERLAY_ANNOTATION, ROOTFS_IMAGE_ANNOTATION];
+const KNOWN_ANNOTATIONS: [&str; 5] = [
+    TPU_ANNOTATION,
+    OVERLAY_ANNOTATION,
+    ROOTFS_IMAGE_ANNOTATION,
+    GRANTED_TPUS_ANNOTATION,
+    GRANTED_GPUS_ANNOTATION,
+];
 
 /// A choice of devices by discovery index.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -17,6 +17,7 @@ mod fields;
 mod gate;
 mod gate_service;
 mod gpu;
+mod grant;
 mod hints;
 mod launch;
 mod lifecycle;
@@ -46,6 +47,7 @@ pub use gpu::{
     DRIVER_CAPABILITIES, VISIBLE_DEVICES, nvidia_toolkit_hook, parse_capabilities,
     parse_visible_devices,
 };
+pub use grant::{GRANTED_GPUS_ANNOTATION, GRANTED_TPUS_ANNOTATION, gpu_device_id, tpu_device_id};
 pub use hints::MOUNT_HINT_PREFIX;
 pub use launch::{
     EXIT_SETUP_FAILED, FORWARDED_SIGNALS, GateSetup, LaunchOptions, Launched, Outcome, launch,

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use super::spec::{DeviceNode, Mount};
 use crate::discovery::Discovery;
 use crate::nvproxy::abi as nv;
-use crate::pci::{DevNode, DevSource, HostRoot, node_number};
+use crate::pci::{DevNode, HostRoot, node_number};
 
 /// Options of a sysfs bind: read-only, as the sandbox plan binds them.
 const SYSFS_BIND_OPTIONS: [&str; 5] = ["ro", "nosuid", "nodev", "noexec", "bind"];
@@ -71,12 +71,7 @@ pub(super) fn host_device_nodes(discovery: &Discovery, host: &HostRoot) -> Vec<D
 /// Where the node at `/dev/...` is on disk, when that is not its own path: under a fixture
 /// root, `DIR/dev/...` (where `dev.list` nodes are materialised).
 fn host_path(host: &HostRoot, path: &Path) -> Option<PathBuf> {
-    let rel = path.strip_prefix("/dev").ok()?;
-    let dev_dir = match host.dev() {
-        DevSource::Directory(dir) => dir.clone(),
-        DevSource::Manifest { path: manifest, .. } => manifest.with_file_name("dev"),
-    };
-    Some(dev_dir.join(rel)).filter(|on_disk| on_disk != path)
+    Some(host.node_on_disk(path)).filter(|on_disk| on_disk != path)
 }
 
 /// A read-only bind of the host's sysfs directory `sysfs` (`/sys/devices/...`) onto the same

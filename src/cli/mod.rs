@@ -5,6 +5,7 @@
 
 mod cdi;
 mod daemon;
+mod device_plugin;
 mod discover;
 mod exec;
 mod inspect;
@@ -35,6 +36,7 @@ Examples:
   accelgate cdi generate --root fixtures/sysfs/tpu-v5e-8 --output -
   accelgate daemon --socket /run/accelgate/agent.sock   # the OCI seccomp agent for runc, crun
   accelgate seccomp-profile --socket /run/accelgate/agent.sock
+  accelgate device-plugin --resource tpu                # the Kubernetes device plugin, on a node
   accelgate ps; accelgate stats ID
   accelgate --root /run/accelgate create --bundle examples/busybox --pid-file /tmp/c1.pid c1
   accelgate start c1; accelgate state c1; accelgate exec c1 sh -c 'echo hi'
@@ -87,6 +89,7 @@ enum Command {
     Cdi(cdi::CdiArgs),
     Daemon(daemon::DaemonArgs),
     Nvidia(nvidia::NvidiaArgs),
+    DevicePlugin(device_plugin::DevicePluginArgs),
     SeccompProfile(profile::ProfileArgs),
     Ps(inspect::PsArgs),
     Stats(inspect::StatsArgs),
@@ -148,6 +151,7 @@ pub fn main() -> ExitCode {
         Command::Cdi(args) => cdi::run(&args),
         Command::Daemon(args) => daemon::run(&args),
         Command::Nvidia(args) => nvidia::run(&args),
+        Command::DevicePlugin(args) => device_plugin::run_plugin(&args),
         Command::SeccompProfile(args) => profile::run(&args),
         Command::Ps(args) => match &args.id {
             Some(id) => oci::ps(&globals, id, args.format.as_deref().unwrap_or("table")),

@@ -98,6 +98,19 @@ impl HostRoot {
         &self.dev
     }
 
+    /// Where this host's device node `path` (`/dev/...`) is on disk: `path` itself on the
+    /// running host, `DIR/dev/...` under a fixture root (where `dev.list` nodes are
+    /// materialised). A path outside `/dev` is returned as it is.
+    pub fn node_on_disk(&self, path: &Path) -> PathBuf {
+        let Ok(rel) = path.strip_prefix("/dev") else {
+            return path.to_path_buf();
+        };
+        match &self.dev {
+            DevSource::Directory(dir) => dir.join(rel),
+            DevSource::Manifest { path: manifest, .. } => manifest.with_file_name("dev").join(rel),
+        }
+    }
+
     /// `/proc/devices`, or `None` when the host has none to read.
     pub fn proc_devices(&self) -> Result<Option<ProcDevices>, PciError> {
         let path = self.proc.root().join("devices");
@@ -145,5 +158,14 @@ mod tests {
         let node = host.dev().node(Path::new("/dev/accel0")).unwrap().unwrap();
         assert_eq!(node.numbers(), "121:0");
         assert_eq!(host.proc_devices().unwrap(), None);
+        assert_eq!(
+            host.node_on_disk(Path::new("/dev/accel0")),
+            dir.path().join("dev/accel0")
+        );
+        let system = HostRoot::system();
+        assert_eq!(
+            system.node_on_disk(Path::new("/dev/vfio/0")),
+            Path::new("/dev/vfio/0")
+        );
     }
 }
