@@ -87,7 +87,10 @@ pub fn serve(
         );
         return;
     }
-    let memory = NotifMemory::new(Pid::from_raw(pending.tid), pending.id, listener.fd());
+    // Reads only inform what the driver gets; each driver checks that the call is still pending
+    // right before it acts, and every write checks again.
+    let memory =
+        NotifMemory::for_decision(Pid::from_raw(pending.tid), pending.id, listener.fd());
     let call = Translation {
         kind,
         request,
@@ -179,6 +182,9 @@ struct SimDriver<'a, 'p> {
 
 impl Driver for SimDriver<'_, '_> {
     fn ioctl(&mut self, request: u32, staging: &Staging) -> Result<i64, Errno> {
+        if !sys::id_valid(self.listener.fd(), self.pending.id) {
+            return Err(Errno::ESRCH);
+        }
         let sim = self
             .listener
             .sandbox
