@@ -10,6 +10,8 @@
  *   nvidia-probe race N    N RM_CONTROLs of an allowed command while another thread flips the
  *                          command to GPU_GET_PIDS (which enforce refuses) after submission;
  *                          prints how many the gate answered as refused
+ *   nvidia-probe bench N   times N RM_CONTROLs (GPU_GET_ATTACHED_IDS) and N RM_FREEs of a
+ *                          handle that does not exist, and prints the nanoseconds per call
  *
  * Each call prints one line, "<call> -> <result> [<verdict>]"; verdict "ok" is what a gated
  * sandbox must answer, "UNEXPECTED" is not. Exit status 0 when every call was as expected.
@@ -27,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <time.h>
 #include <unistd.h>
 
 /* nv-ioctl-numbers.h, nv_escape.h: _IOWR('F', nr, size). */
@@ -367,10 +370,44 @@ static int race(long rounds) {
     return failed ? 1 : 0;
 }
 
+static double now_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1e9 + t.tv_nsec;
+}
+
+/* Per-call cost: an emulated RM_CONTROL and an RM_FREE the kernel lets through. */
+static int bench(long rounds) {
+    int ctl = open("/dev/nvidiactl", O_RDWR | O_CLOEXEC);
+    if (ctl < 0) {
+        report("open /dev/nvidiactl", ctl, "", 0);
+        return 1;
+    }
+    uint32_t client = 0, status, ids[32];
+    uint8_t root_params[128] = {0};
+    if (alloc(ctl, 0, 0, &client, NV01_ROOT_CLIENT, root_params, &status) < 0 || status) {
+        report("RM_ALLOC NV01_ROOT_CLIENT", -1, "", 0);
+        return 1;
+    }
+    double start = now_ns();
+    for (long i = 0; i < rounds; i++)
+        control(ctl, client, client, GPU_GET_ATTACHED_IDS, ids, sizeof ids, &status);
+    double control_ns = (now_ns() - start) / rounds;
+    struct nvos00 gone = {.h_root = client, .h_object_parent = client, .h_object_old = 0x5c00dead};
+    start = now_ns();
+    for (long i = 0; i < rounds; i++)
+        ioctl(ctl, NV_IOCTL(NV_ESC_RM_FREE, sizeof gone), &gone);
+    double free_ns = (now_ns() - start) / rounds;
+    printf("bench: RM_CONTROL %.0f ns, RM_FREE %.0f ns per call (%ld calls each)\n", control_ns,
+           free_ns, rounds);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc >= 2 && strcmp(argv[1], "startup") == 0) return startup();
     if (argc >= 3 && strcmp(argv[1], "race") == 0) return race(atol(argv[2]));
-    fprintf(stderr, "usage: nvidia-probe startup | race N\n");
+    if (argc >= 3 && strcmp(argv[1], "bench") == 0) return bench(atol(argv[2]));
+    fprintf(stderr, "usage: nvidia-probe startup | race N | bench N\n");
     return 2;
 }
