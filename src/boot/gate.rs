@@ -44,18 +44,29 @@ pub struct NvidiaTables {
 }
 
 impl NvidiaTables {
-    /// The tables for a host whose discovery found `driver`, chosen as `choice` says, with
+    /// The tables for a host whose discovery is `discovery`, chosen as `choice` says, with
     /// `capabilities` (names, as the plan lists them; the default set when empty). None when
-    /// the host has no NVIDIA driver.
+    /// the host has no NVIDIA driver. On the running host (`running_host`), the driver's own
+    /// answer to `CHECK_VERSION_STR` on `/dev/nvidiactl` is the version, as the files may lag a
+    /// driver reloaded since; on a fixture host, the files'.
     pub fn for_host(
-        driver: Option<&crate::nvproxy::NvidiaDriver>,
+        discovery: &crate::discovery::Discovery,
+        running_host: bool,
         choice: AbiChoice,
         capabilities: &[String],
     ) -> Result<Option<Self>, BootError> {
-        let Some(driver) = driver else {
+        let Some(driver) = discovery.nvidia.as_ref() else {
             return Ok(None);
         };
-        let abi = crate::nvproxy::select(driver.driver_version, choice)
+        let device = running_host.then(|| std::path::Path::new(crate::nvproxy::abi::CTL_PATH));
+        let queried = device.and_then(|ctl| match crate::nvproxy::device_version(ctl) {
+            Ok(version) => Some(version),
+            Err(e) => {
+                tracing::warn!(device = %ctl.display(), error = %e, "CHECK_VERSION_STR failed; the driver version comes from its files");
+                None
+            }
+        });
+        let abi = crate::nvproxy::select(queried.or(driver.driver_version), choice)
             .map_err(|e| BootError::Nvidia(e.to_string()))?;
         let caps = if capabilities.is_empty() {
             DriverCaps::DEFAULT

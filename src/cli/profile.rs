@@ -71,11 +71,15 @@ pub fn run(args: &ProfileArgs) -> ExitCode {
         Ok(registry) => registry,
         Err(e) => return super::fail("the host's device numbers", &e),
     };
-    let nvidia =
-        match NvidiaTables::for_host(discovery.nvidia.as_ref(), args.nvidia_driver_abi, &[]) {
-            Ok(nvidia) => nvidia,
-            Err(e) => return super::fail("the host's NVIDIA driver", &e),
-        };
+    let nvidia = match NvidiaTables::for_host(
+        &discovery,
+        host.origin() == std::path::Path::new("/"),
+        args.nvidia_driver_abi,
+        &[],
+    ) {
+        Ok(nvidia) => nvidia,
+        Err(e) => return super::fail("the host's NVIDIA driver", &e),
+    };
     let base = match &args.base {
         Some(path) => {
             let text = match std::fs::read_to_string(path) {

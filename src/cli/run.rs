@@ -134,7 +134,8 @@ pub(super) fn gate_config(
         .registry()
         .map_err(|e| super::fail("the host's device numbers", &e))?;
     let nvidia = NvidiaTables::for_host(
-        host.discovery.nvidia.as_ref(),
+        &host.discovery,
+        host.fresh_sysfs,
         flags.nvidia_abi,
         &accelerators.driver_capabilities,
     )

@@ -67,7 +67,7 @@ pub fn run(config: DaemonConfig) -> Result<(), DaemonError> {
 
     let host = HostSnapshot::read(&config.root).map_err(|e| DaemonError::Host(Box::new(e)))?;
     let registry = host.discovery.registry().map_err(DaemonError::Registry)?;
-    let nvidia = NvidiaTables::for_host(host.discovery.nvidia.as_ref(), config.nvidia_abi, &[])
+    let nvidia = NvidiaTables::for_host(&host.discovery, host.fresh_sysfs, config.nvidia_abi, &[])
         .map_err(|e| DaemonError::Host(Box::new(e)))?;
     let gate = Gate::new(families(nvidia), registry.clone()).map_err(DaemonError::Families)?;
     let supervisor = Supervisor::new(gate);
