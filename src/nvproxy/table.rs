@@ -108,9 +108,10 @@ pub enum Layout {
 pub enum GpuIds {
     /// Nothing.
     None,
-    /// The answer lists GPU ids at this offset (up to 32, ended by `0xffffffff`): ids of GPUs
-    /// the sandbox was not given are removed.
-    ListsAt(usize),
+    /// The answer lists GPU ids at these offsets (up to 32 each, ended by `0xffffffff`; an
+    /// offset past the parameters is skipped): ids of GPUs the sandbox was not given are
+    /// removed.
+    ListsAt(&'static [usize]),
     /// The parameters name GPU ids to act on at this offset (a list as above, or one id when
     /// `single`): refused unless every one is the sandbox's.
     Names {

@@ -63,6 +63,12 @@ const ALLOC_STATUS_21: usize = 28;
 const ALLOC_STATUS_64: usize = 40;
 /// `RS_ACCESS_MASK`, behind NVOS64's `pRightsRequested`.
 const ACCESS_MASK_SIZE: usize = 4;
+/// Root classes (a client): the workload's parameters are read and written back as the client
+/// handle alone (what CUDA passes and gVisor copies), the driver gets the whole
+/// `NV0000_ALLOC_PARAMETERS`, zero-padded.
+const ROOT_CLASSES: [u32; 3] = [0x0, 0x1, 0x41];
+/// The client handle.
+const ROOT_HANDLE_SIZE: usize = 4;
 /// Classes a GPU file may allocate: the events (`NV01_EVENT`, `_OS_EVENT`, `_KERNEL_CALLBACK`,
 /// `_KERNEL_CALLBACK_EX`).
 const EVENT_CLASSES: [u32; 4] = [0x5, 0x79, 0x78, 0x7e];
@@ -270,12 +276,15 @@ impl NvTranslator {
         for (offset, at, _, _) in &embedded {
             after[*offset..*offset + 8].copy_from_slice(&at.to_ne_bytes());
         }
-        if let Some(GpuIds::ListsAt(offset)) = control.map(|c| c.gpu_ids) {
-            let ids: Vec<u32> = gpu_ids(&after, offset, MAX_GPUS)
-                .into_iter()
-                .filter(|id| call.grant.allows_id(*id))
-                .collect();
-            write_id_list(&mut after, offset, &ids)?;
+        if let Some(GpuIds::ListsAt(offsets)) = control.map(|c| c.gpu_ids) {
+            let length = after.len();
+            for offset in offsets.iter().filter(|at| *at + 4 * MAX_GPUS <= length) {
+                let ids: Vec<u32> = gpu_ids(&after, *offset, MAX_GPUS)
+                    .into_iter()
+                    .filter(|id| call.grant.allows_id(*id))
+                    .collect();
+                write_id_list(&mut after, *offset, &ids)?;
+            }
         }
         if params_size > 0 {
             call.memory.write_changes(params_at, &params, &after)?;
@@ -320,8 +329,13 @@ impl NvTranslator {
         staging.add(nvos.clone());
         let params_at = field_u64(&nvos, ALLOC_PARAMS).ok_or(Errno::EFAULT)?;
         let params_size = usize::try_from(known.params_size).map_err(|_| Errno::EINVAL)?;
+        let from_workload = if ROOT_CLASSES.contains(&class) {
+            ROOT_HANDLE_SIZE.min(params_size)
+        } else {
+            params_size
+        };
         let params = if params_at != 0 && params_size > 0 {
-            Some(call.memory.read(params_at, params_size)?)
+            Some(call.memory.read(params_at, from_workload)?)
         } else {
             None
         };
@@ -329,6 +343,7 @@ impl NvTranslator {
         let mut held = None;
         if let Some(params) = &params {
             let mut staged = params.clone();
+            staged.resize(params_size, 0);
             if let Some(offset) = known.fd_at {
                 let number = field_u64(params, offset).ok_or(Errno::EFAULT)?;
                 let fd = i32::try_from(number).map_err(|_| Errno::EBADF)?;
@@ -358,6 +373,7 @@ impl NvTranslator {
         if let Some(params) = &params {
             let index = 1;
             let mut after = staging.get(index).ok_or(Errno::EFAULT)?;
+            after.truncate(params.len());
             if let Some(offset) = known.fd_at {
                 after[offset..offset + 8].copy_from_slice(&params[offset..offset + 8]);
             }
@@ -488,5 +504,244 @@ impl Translator for NvTranslator {
             NV_ESC_ATTACH_GPUS_TO_FD => self.run_attach(call, driver),
             _ => Err(Errno::EINVAL),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::collections::HashSet;
+
+    use super::*;
+    use crate::family::{FakeMemory, Grant, Memory};
+    use crate::nvproxy::policy::CTL;
+    use crate::nvproxy::tree::abi;
+
+    const BASE: u64 = 0x1000;
+
+    /// A driver that records what it got and answers with `answer` applied to the staging.
+    struct Recording<F: FnMut(&Staging)> {
+        seen: Vec<Vec<u8>>,
+        answer: F,
+    }
+
+    impl<F: FnMut(&Staging)> Driver for Recording<F> {
+        fn ioctl(&mut self, _: u32, staging: &Staging) -> Result<i64, Errno> {
+            self.seen.push(staging.get(0).unwrap());
+            (self.answer)(staging);
+            Ok(0)
+        }
+    }
+
+    struct Setup {
+        memory: FakeMemory,
+        granted: HashSet<(u32, u32)>,
+        ids: Mutex<HashMap<u32, (u32, u32)>>,
+    }
+
+    impl Setup {
+        fn new(bytes: Vec<u8>) -> Self {
+            Self {
+                memory: FakeMemory {
+                    base: BASE,
+                    bytes: RefCell::new(bytes),
+                },
+                // GPU 0x100 is /dev/nvidia0, granted; 0x200 is /dev/nvidia1, not.
+                granted: HashSet::from([(FRONTEND_MAJOR, 0)]),
+                ids: Mutex::new(HashMap::from([
+                    (0x100, (FRONTEND_MAJOR, 0)),
+                    (0x200, (FRONTEND_MAJOR, 1)),
+                ])),
+            }
+        }
+
+        fn run<F: FnMut(&Staging)>(
+            &self,
+            version: &str,
+            request: u32,
+            driver: &mut Recording<F>,
+        ) -> Result<Translated, Errno> {
+            let translator =
+                translator(abi(version.parse().unwrap()).unwrap(), DriverCaps::DEFAULT);
+            let grant = Grant {
+                devices: Some(&self.granted),
+                ids: &self.ids,
+            };
+            let no_dup = |_: i32| Err(Errno::EBADF);
+            let call = Translation {
+                kind: CTL,
+                request,
+                arg: BASE,
+                memory: &self.memory,
+                grant: &grant,
+                dup_fd: &no_dup,
+            };
+            translator.run(&call, driver)
+        }
+
+        fn word(&self, at: u64) -> u32 {
+            let bytes = self.memory.read(at, 4).unwrap();
+            u32::from_ne_bytes(bytes.try_into().unwrap())
+        }
+    }
+
+    const RM_CONTROL: u32 = 0xc020_462a;
+    const RM_ALLOC_64: u32 = 0xc030_462b;
+
+    /// NVOS54 at BASE, parameters at BASE + 0x100.
+    fn control(cmd: u32, params: &[u8]) -> Vec<u8> {
+        let mut bytes = vec![0u8; 0x100 + params.len().max(0x400)];
+        bytes[8..12].copy_from_slice(&cmd.to_ne_bytes());
+        bytes[16..24].copy_from_slice(&(BASE + 0x100).to_ne_bytes());
+        bytes[24..28].copy_from_slice(&(params.len() as u32).to_ne_bytes());
+        bytes[0x100..0x100 + params.len()].copy_from_slice(params);
+        bytes
+    }
+
+    fn nothing(_: &Staging) {}
+
+    #[test]
+    fn commands_not_in_the_table_and_wrong_sizes_are_answered_as_rm_does() {
+        for (version, cmd, size, status) in [
+            ("580.65.06", 0x2080_0999, 8, NV_ERR_NOT_SUPPORTED),
+            ("580.65.06", 0x2080_018d, 3812, NV_ERR_NOT_SUPPORTED),
+            ("580.65.06", 0x2080_0110, 68, NV_ERR_INVALID_ARGUMENT),
+            ("535.129.03", 0x2080_0110, 68, 0x3a),
+        ] {
+            let setup = Setup::new(control(cmd, &vec![0; size]));
+            let mut driver = Recording {
+                seen: Vec::new(),
+                answer: nothing,
+            };
+            let done = setup.run(version, RM_CONTROL, &mut driver).unwrap();
+            assert_eq!(
+                (done.value, setup.word(BASE + 28)),
+                (0, status),
+                "{cmd:#x} at {version}"
+            );
+            assert!(done.inspection.refusal.is_some());
+            assert!(driver.seen.is_empty(), "{cmd:#x} reached the driver");
+        }
+    }
+
+    #[test]
+    fn embedded_buffers_are_staged_and_copied_back() {
+        // SYSTEM_GET_BUILD_VERSION: sizeOfStrings 16, three string pointers into the memory.
+        let mut params = vec![0u8; 40];
+        params[..4].copy_from_slice(&16u32.to_ne_bytes());
+        for (i, at) in [0x200u64, 0x240, 0x280].iter().enumerate() {
+            params[8 + 8 * i..16 + 8 * i].copy_from_slice(&(BASE + at).to_ne_bytes());
+        }
+        let setup = Setup::new(control(0x101, &params));
+        let mut driver = Recording {
+            seen: Vec::new(),
+            answer: |staging: &Staging| {
+                // The driver writes through the staged pointers, never the workload's.
+                let params = staging.read(field_u64(&staging.get(0).unwrap(), 16).unwrap(), 40);
+                let params = params.unwrap();
+                for i in 0..3 {
+                    let at = field_u64(&params, 8 + 8 * i).unwrap();
+                    assert!(!(BASE..BASE + 0x1000).contains(&at), "a workload pointer");
+                    staging.write(at, b"580.65.06\0").unwrap();
+                }
+            },
+        };
+        let done = setup.run("580.65.06", RM_CONTROL, &mut driver).unwrap();
+        assert_eq!(done.inspection.refusal, None);
+        for at in [0x200u64, 0x240, 0x280] {
+            assert_eq!(setup.memory.read(BASE + at, 10).unwrap(), b"580.65.06\0");
+        }
+        // The workload's pointers are left as they were.
+        assert_eq!(
+            field_u64(&setup.memory.read(BASE + 0x100, 16).unwrap(), 8),
+            Some(BASE + 0x200)
+        );
+    }
+
+    #[test]
+    fn gpu_id_lists_lose_the_gpus_not_given() {
+        // GET_PROBED_IDS at 580: the driver answers both GPUs probed, 0x200 also excluded.
+        let setup = Setup::new(control(0x214, &[0xff; 384]));
+        let mut driver = Recording {
+            seen: Vec::new(),
+            answer: |staging: &Staging| {
+                let at = field_u64(&staging.get(0).unwrap(), 16).unwrap();
+                let mut lists = vec![0xffu8; 384];
+                lists[..8].copy_from_slice(&[0, 1, 0, 0, 0, 2, 0, 0]);
+                lists[128..132].copy_from_slice(&0x200u32.to_ne_bytes());
+                staging.write(at, &lists).unwrap();
+            },
+        };
+        setup.run("580.65.06", RM_CONTROL, &mut driver).unwrap();
+        assert_eq!(setup.word(BASE + 0x100), 0x100);
+        assert_eq!(setup.word(BASE + 0x104), INVALID_GPU_ID);
+        assert_eq!(
+            setup.word(BASE + 0x180),
+            INVALID_GPU_ID,
+            "the excluded list named 0x200"
+        );
+    }
+
+    #[test]
+    fn attaching_names_only_the_sandboxs_gpus() {
+        let mut attach = vec![0xffu8; 132];
+        attach[..4].copy_from_slice(&0x200u32.to_ne_bytes());
+        let setup = Setup::new(control(0x215, &attach));
+        let mut driver = Recording {
+            seen: Vec::new(),
+            answer: nothing,
+        };
+        let done = setup.run("580.65.06", RM_CONTROL, &mut driver).unwrap();
+        assert_eq!(setup.word(BASE + 28), NV_ERR_INVALID_ARGUMENT);
+        assert!(done.inspection.refusal.is_some() && driver.seen.is_empty());
+
+        // "Every probed GPU" reaches the driver as the sandbox's.
+        attach[..4].copy_from_slice(&ATTACH_ALL_PROBED.to_ne_bytes());
+        let setup = Setup::new(control(0x215, &attach));
+        let mut staged = Vec::new();
+        let mut driver = Recording {
+            seen: Vec::new(),
+            answer: |staging: &Staging| {
+                let at = field_u64(&staging.get(0).unwrap(), 16).unwrap();
+                staged = staging.read(at, 8).unwrap();
+            },
+        };
+        setup.run("580.65.06", RM_CONTROL, &mut driver).unwrap();
+        assert_eq!(staged, [0, 1, 0, 0, 0xff, 0xff, 0xff, 0xff]);
+    }
+
+    #[test]
+    fn a_root_client_takes_a_handle_from_the_workload_and_a_whole_struct_to_the_driver() {
+        // NVOS64 at BASE; the client handle is the last four bytes of the memory.
+        let mut bytes = vec![0u8; 0x104];
+        bytes[12..16].copy_from_slice(&0x41u32.to_ne_bytes());
+        bytes[16..24].copy_from_slice(&(BASE + 0x100).to_ne_bytes());
+        let setup = Setup::new(bytes);
+        let mut driver = Recording {
+            seen: Vec::new(),
+            answer: |staging: &Staging| {
+                let at = field_u64(&staging.get(0).unwrap(), 16).unwrap();
+                assert_eq!(staging.read(at, 120).unwrap().len(), 120);
+                staging.write(at, &0xc1d0_0000u32.to_ne_bytes()).unwrap();
+                staging
+                    .write(staging.top().unwrap().0 + 8, &0xc1d0_0000u32.to_ne_bytes())
+                    .unwrap();
+            },
+        };
+        let done = setup.run("580.65.06", RM_ALLOC_64, &mut driver).unwrap();
+        assert_eq!(done.inspection.name, "NV01_ROOT_CLIENT");
+        assert_eq!(setup.word(BASE + 0x100), 0xc1d0_0000);
+        assert_eq!(setup.word(BASE + 8), 0xc1d0_0000);
+        // An unknown class: RM's status, nothing reaches the driver.
+        let mut bytes = vec![0u8; 0x104];
+        bytes[12..16].copy_from_slice(&0xdeadu32.to_ne_bytes());
+        let setup = Setup::new(bytes);
+        let mut driver = Recording {
+            seen: Vec::new(),
+            answer: nothing,
+        };
+        setup.run("580.65.06", RM_ALLOC_64, &mut driver).unwrap();
+        assert_eq!(setup.word(BASE + 40), NV_ERR_INVALID_CLASS);
+        assert!(driver.seen.is_empty());
     }
 }

@@ -158,8 +158,11 @@ const fn uvm(name: &'static str, number: u32) -> Delta {
     })
 }
 
-/// GPU id lists of `NV0000` controls: at 0, in the params.
-const IDS_AT_0: GpuIds = GpuIds::ListsAt(0);
+/// `GPU_GET_ATTACHED_IDS`: one list.
+const IDS_AT_0: GpuIds = GpuIds::ListsAt(&[0]);
+/// `GPU_GET_PROBED_IDS`: the probed and the excluded GPUs (and from 580 a third list), each of
+/// which would name the host's other GPUs.
+const PROBED_LISTS: GpuIds = GpuIds::ListsAt(&[0, 128, 256]);
 
 /// 535.104.05: the root, the whole table.
 const ROOT: &[Delta] = &[
@@ -367,7 +370,12 @@ const ROOT: &[Delta] = &[
             single: true,
         },
     ),
-    with_ids("NV0000_CTRL_CMD_GPU_GET_PROBED_IDS", 0x214, 256, IDS_AT_0),
+    with_ids(
+        "NV0000_CTRL_CMD_GPU_GET_PROBED_IDS",
+        0x214,
+        256,
+        PROBED_LISTS,
+    ),
     with_ids(
         "NV0000_CTRL_CMD_GPU_ATTACH_IDS",
         0x215,
