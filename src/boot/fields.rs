@@ -79,12 +79,6 @@ pub fn check_supported(spec: &Spec) -> Result<(), BootError> {
     let Some(linux) = spec.linux() else {
         return Ok(());
     };
-    if linux.seccomp().is_some() {
-        return Err(refuse(
-            "linux.seccomp",
-            "seccomp profiles from the spec are not applied yet (only the ioctl gate's filter is)",
-        ));
-    }
     if linux
         .mount_label()
         .as_deref()
@@ -272,10 +266,6 @@ mod tests {
     #[test]
     fn unimplemented_fields_are_named() {
         let cases = [
-            (
-                serde_json::json!({"linux": {"seccomp": {"defaultAction": "SCMP_ACT_ALLOW"}}}),
-                "linux.seccomp",
-            ),
             (
                 serde_json::json!({"linux": {"resources": {"memory": {"kernel": 1000000}}}}),
                 "linux.resources.memory.kernel",

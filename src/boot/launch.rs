@@ -39,6 +39,7 @@ use super::bundle::required_process;
 use super::gate::{GateProcess, GateReport, WorkloadGate};
 use super::lifecycle::Lifecycle;
 use super::process::exec_workload;
+use super::seccomp::{Installation, SpecFilter};
 use super::sys::{clone_child, join_session_keyring};
 use super::terminal::open_terminal;
 use crate::plan::SandboxPlan;
@@ -71,6 +72,9 @@ pub struct LaunchOptions {
     /// `process.terminal`: the engine's socket that receives the pty's master; `None` leaves
     /// stdio as inherited.
     pub console_socket: Option<PathBuf>,
+    /// `linux.seccomp`, compiled by the runtime: installed by the workload on top of the ioctl
+    /// gate's filter.
+    pub seccomp: Option<SpecFilter>,
 }
 
 /// What became of the workload.
@@ -345,6 +349,16 @@ pub fn launch(
         })?),
         None => None,
     };
+    // Connected now too, for the same reason: the seccomp agent gets the listener from inside.
+    let agent = match options.seccomp.as_ref().and_then(|f| f.agent.as_ref()) {
+        Some(path) => Some(std::os::unix::net::UnixStream::connect(path).map_err(|e| {
+            BootError::Launch(format!(
+                "connect to the seccomp agent at linux.seccomp.listenerPath {}: {e}",
+                path.display()
+            ))
+        })?),
+        None => None,
+    };
     let namespaces = Namespaces::of(spec);
     let flags = namespaces.flags;
     let process = required_process(spec)?.clone();
@@ -406,6 +420,7 @@ pub fn launch(
         let mut go_read = Some(go_read);
         let mut err_write = Some(err_write);
         let mut workload_gate = workload_gate;
+        let mut agent = agent;
         let sandbox = Sandbox {
             plan,
             process: &process,
@@ -413,6 +428,7 @@ pub fn launch(
             options: &apply_options,
             barrier: barrier.as_ref().map(std::os::fd::AsRawFd::as_raw_fd),
             console: console.as_ref().map(std::os::fd::AsRawFd::as_raw_fd),
+            seccomp: options.seccomp.as_ref(),
             lifecycle: &*lifecycle,
         };
         // The launcher's copies of what the closure holds close when it is dropped here.
@@ -421,7 +437,7 @@ pub fn launch(
             Box::new(move || {
                 let go = go_read.take().expect("the child runs once");
                 let errors = err_write.take().expect("the child runs once");
-                sandbox.run(go, errors, workload_gate.take())
+                sandbox.run(go, errors, workload_gate.take(), agent.take())
             }),
         )
     };
@@ -554,19 +570,32 @@ struct Sandbox<'a> {
     options: &'a ApplyOptions,
     barrier: Option<std::os::fd::RawFd>,
     console: Option<std::os::fd::RawFd>,
+    seccomp: Option<&'a SpecFilter>,
     lifecycle: &'a dyn Lifecycle,
 }
 
 impl Sandbox<'_> {
     /// The sandbox's process: waits for "go", builds the filesystem and becomes the workload.
     /// Returns only when something failed, as the exit status (also reported on `errors`).
-    fn run(&self, go: OwnedFd, errors: OwnedFd, gate: Option<WorkloadGate>) -> isize {
+    fn run(
+        &self,
+        go: OwnedFd,
+        errors: OwnedFd,
+        gate: Option<WorkloadGate>,
+        agent: Option<std::os::unix::net::UnixStream>,
+    ) -> isize {
         let mut errors = Some(std::fs::File::from(errors));
         let (status, message) = match self.prepare(go) {
             Ok((host_pid, terminal)) => match self.wait_for_start(&mut errors) {
                 Ok(()) => match self.lifecycle.starting(host_pid) {
                     Ok(()) => {
-                        let Err(failure) = exec_workload(self.process, self.plan, gate, terminal);
+                        let seccomp = self.seccomp.map(|filter| Installation {
+                            filter,
+                            agent: agent
+                                .map(|socket| (socket, self.lifecycle.agent_state(host_pid))),
+                        });
+                        let Err(failure) =
+                            exec_workload(self.process, self.plan, gate, seccomp, terminal);
                         (failure.status, failure.message)
                     }
                     Err(message) => (EXIT_SETUP_FAILED, message),

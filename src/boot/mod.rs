@@ -22,6 +22,7 @@ mod mounts;
 mod options;
 mod paths;
 mod process;
+mod seccomp;
 mod sys;
 mod terminal;
 mod tpu;
@@ -45,6 +46,8 @@ pub use lifecycle::Lifecycle;
 pub use options::known_options as mount_options;
 pub use paths::clean_absolute;
 pub use process::rlimit_resource;
+pub use seccomp::SpecFilter;
+pub use sys::BPF_MAXINSNS;
 
 /// The reasons rules fired, kept for the plan and logged at debug level as they happen.
 #[derive(Debug, Default)]

@@ -12,6 +12,7 @@ use nix::unistd::{Gid, Uid};
 use oci_spec::runtime::{Capabilities, Process};
 
 use super::gate::WorkloadGate;
+use super::seccomp::Installation;
 use super::sys::cloexec_from;
 use super::terminal::take_terminal;
 use crate::plan::SandboxPlan;
@@ -46,14 +47,21 @@ pub fn environment(process: &Process, plan: &SandboxPlan) -> Vec<String> {
 ///
 /// Order matters: the working directory is entered and checked first (it must resolve inside
 /// the container: CVE-2024-21626 reached the host through a leaked fd as cwd), then limits, the
-/// bounding set (after a new session: the terminal, when there is one), the ioctl gate's filter (while `CAP_SYS_ADMIN` still allows it without
-/// `no_new_privs`, so that a spec that wants setuid programs to work keeps them), groups and ids
-/// (keeping capabilities across the id change), the capability sets, `no_new_privs`, every fd
-/// but stdio marked close-on-exec, and exec.
+/// bounding set (after a new session: the terminal, when there is one), the ioctl gate's filter
+/// (while `CAP_SYS_ADMIN` still allows it without `no_new_privs`, so that a spec that wants
+/// setuid programs to work keeps them), groups and ids (keeping capabilities across the id
+/// change), the capability sets, `no_new_privs`, every fd but stdio marked close-on-exec, and
+/// exec.
+///
+/// The spec's seccomp filter goes on top of the gate's, as late as it can, as runc puts it:
+/// with `no_new_privs`, just before exec, so that the profile need allow little more than
+/// `execve`; without, right after the gate's, while `CAP_SYS_ADMIN` allows it, so that the
+/// profile must allow the set-up calls that follow (`setresuid`, `capset`, `prctl`, ...).
 pub fn exec_workload(
     process: &Process,
     plan: &SandboxPlan,
     gate: Option<WorkloadGate>,
+    seccomp: Option<Installation<'_>>,
     terminal: Option<OwnedFd>,
 ) -> Result<Infallible, ExecFailure> {
     let setup = |what: &str, e: &dyn std::fmt::Display| failure(125, format!("{what}: {e}"));
@@ -109,6 +117,13 @@ pub fn exec_workload(
         gate.install()
             .map_err(|e| failure(125, format!("ioctl gate: {e}")))?;
     }
+    let no_new_privileges = process.no_new_privileges().unwrap_or(false);
+    let mut seccomp = seccomp;
+    if !no_new_privileges {
+        if let Some(filter) = seccomp.take() {
+            filter.install().map_err(|e| failure(125, e))?;
+        }
+    }
     nix::sys::prctl::set_keepcaps(true).map_err(|e| setup("PR_SET_KEEPCAPS", &e))?;
     let groups: Vec<Gid> = user
         .additional_gids()
@@ -155,7 +170,7 @@ pub fn exec_workload(
             }
         }
     }
-    if process.no_new_privileges().unwrap_or(false) {
+    if no_new_privileges {
         nix::sys::prctl::set_no_new_privs().map_err(|e| setup("PR_SET_NO_NEW_PRIVS", &e))?;
     }
     nix::sys::signal::sigprocmask(
@@ -165,15 +180,20 @@ pub fn exec_workload(
     )
     .map_err(|e| setup("unblock signals", &e))?;
     cloexec_from(3).map_err(|e| setup("close_range", &e))?;
-
     let args = c_strings(&plan.process.args).map_err(|e| failure(125, e))?;
     let env = c_strings(&environment(process, plan)).map_err(|e| failure(125, e))?;
-    let result = match &plan.process.executable {
-        Some(path) => {
-            let path = CString::new(path.as_os_str().as_encoded_bytes())
-                .map_err(|_| failure(125, "a NUL byte in the executable path".into()))?;
-            nix::unistd::execve(&path, &args, &env)
-        }
+    let executable = match &plan.process.executable {
+        Some(path) => Some(
+            CString::new(path.as_os_str().as_encoded_bytes())
+                .map_err(|_| failure(125, "a NUL byte in the executable path".into()))?,
+        ),
+        None => None,
+    };
+    if let Some(filter) = seccomp {
+        filter.install().map_err(|e| failure(125, e))?;
+    }
+    let result = match &executable {
+        Some(path) => nix::unistd::execve(path, &args, &env),
         None => nix::unistd::execvpe(&args[0], &args, &env),
     };
     let Err(errno) = result;

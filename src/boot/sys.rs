@@ -1,10 +1,16 @@
 //! Process creation for the launcher: `clone` into new namespaces, `fork` and `signal`, the
-//! calls `nix` marks unsafe, and `close_range`, which it does not wrap.
+//! calls `nix` marks unsafe, and `close_range` and `seccomp`, which it does not wrap.
 #![allow(unsafe_code)]
+
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
 use nix::sched::CloneFlags;
 use nix::sys::signal::Signal;
 use nix::unistd::{ForkResult, Pid};
+
+use crate::supervisor::abi::{
+    SECCOMP_FILTER_FLAG_NEW_LISTENER, SECCOMP_SET_MODE_FILTER, SockFilter,
+};
 
 /// The child's stack. It runs all of sandbox setup (mounts, device nodes, process set-up), so
 /// it gets a normal thread's worth; the pages are only touched as used.
@@ -76,4 +82,57 @@ pub fn join_session_keyring(name: &std::ffi::CStr) -> std::io::Result<bool> {
     } else {
         Err(error)
     }
+}
+
+/// `BPF_MAXINSNS` (`linux/bpf_common.h`): the longest classic BPF program the kernel takes.
+pub const BPF_MAXINSNS: usize = 4096;
+
+/// `struct sock_fprog`.
+#[repr(C)]
+struct SockFprog {
+    len: u16,
+    filter: *const SockFilter,
+}
+
+/// Installs `program` as a seccomp filter on this thread with `flags`
+/// (`SECCOMP_SET_MODE_FILTER`); returns the listener when `flags` has `NEW_LISTENER`.
+///
+/// The caller has set `no_new_privs` or holds `CAP_SYS_ADMIN`.
+pub fn install_seccomp_filter(
+    program: &[SockFilter],
+    flags: u32,
+) -> std::io::Result<Option<OwnedFd>> {
+    if program.is_empty() || program.len() > BPF_MAXINSNS {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!(
+                "a filter of {} instructions (1 to {BPF_MAXINSNS})",
+                program.len()
+            ),
+        ));
+    }
+    let fprog = SockFprog {
+        // Checked above: at most BPF_MAXINSNS.
+        len: program.len() as u16,
+        filter: program.as_ptr(),
+    };
+    // SAFETY: `fprog` describes `program`, whose length was checked, and both outlive the
+    // call; the kernel copies the program before returning.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            SECCOMP_SET_MODE_FILTER,
+            flags,
+            &fprog as *const SockFprog,
+        )
+    };
+    if ret < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if flags & SECCOMP_FILTER_FLAG_NEW_LISTENER == 0 {
+        return Ok(None);
+    }
+    // SAFETY: with NEW_LISTENER, a successful seccomp() returns a new fd that nothing else
+    // owns.
+    Ok(Some(unsafe { OwnedFd::from_raw_fd(ret as RawFd) }))
 }

@@ -65,6 +65,7 @@ pub fn create(
             },
         });
     }
+    let seccomp = super::run::spec_filter(&bundle.spec, false)?;
     let id = plan.container_id.clone();
     let _lock = root.lock()?;
     let dir = root.dir(&id)?;
@@ -99,6 +100,7 @@ pub fn create(
         host_dev: options.host_dev,
         barrier: Some(fifo),
         console_socket: options.console_socket,
+        seccomp,
     };
     let launched = launch(plan, &bundle.spec, &launch_options, None, &mut lifecycle);
     let cgroups = std::mem::take(&mut lifecycle.cgroups);

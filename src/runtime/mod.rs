@@ -3,6 +3,7 @@
 //! of the launch that the runtime spec names (`boot::Lifecycle`), and keeps created containers in
 //! a state directory for the runc command line (`create`, `start`, `state`, `kill`, `delete`).
 
+mod abi;
 mod cgroup;
 mod commands;
 mod container;
@@ -11,6 +12,7 @@ mod error;
 mod hooks;
 mod limits;
 mod run;
+mod seccomp;
 mod state;
 
 pub use cgroup::Cgroup;
@@ -19,4 +21,5 @@ pub use container::{Container, DEFAULT_STATE_ROOT, StateRoot};
 pub use error::RuntimeError;
 pub use hooks::{HookPhase, Hooks};
 pub use run::{RunOptions, run};
+pub use seccomp::compile as compile_seccomp;
 pub use state::{State, Status};

@@ -16,7 +16,7 @@ use super::devices::{self, DeviceRule};
 use super::hooks::{HookPhase, Hooks};
 use super::limits::{Limit, limits};
 use super::state::{State, Status};
-use crate::boot::{Bundle, LaunchOptions, Launched, Lifecycle, launch};
+use crate::boot::{Bundle, LaunchOptions, Launched, Lifecycle, SpecFilter, launch};
 use crate::plan::SandboxPlan;
 use crate::supervisor::gate::GateConfig;
 
@@ -37,11 +37,15 @@ pub fn run(
     options: RunOptions,
 ) -> Result<Launched, RuntimeError> {
     let hooks = Hooks::of(&bundle.spec).0;
+    let launch_options = LaunchOptions {
+        seccomp: spec_filter(&bundle.spec, options.gate.is_some())?,
+        ..options.launch
+    };
     let mut lifecycle = Around::new(bundle, plan, &hooks)?;
     let launched = launch(
         plan,
         &bundle.spec,
-        &options.launch,
+        &launch_options,
         options.gate,
         &mut lifecycle,
     );
@@ -54,6 +58,18 @@ pub fn run(
         cgroup.remove();
     }
     Ok(launched?)
+}
+
+/// The spec's seccomp profile, compiled; `gated`: under the ioctl gate's filter.
+pub(super) fn spec_filter(
+    spec: &oci_spec::runtime::Spec,
+    gated: bool,
+) -> Result<Option<SpecFilter>, RuntimeError> {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.seccomp().as_ref())
+        .map(|seccomp| super::seccomp::compile(seccomp, gated))
+        .transpose()
 }
 
 /// This process's cgroup in the v1 hierarchy of `controller` (`/` when unknown).
@@ -92,6 +108,8 @@ type Planned = (PathBuf, PathBuf, Vec<(String, String)>);
 pub(super) struct Around<'a> {
     pub(super) state: State,
     hooks: &'a Hooks,
+    /// `linux.seccomp.listenerMetadata`, for the seccomp agent.
+    agent_metadata: Option<String>,
     planned: Vec<Planned>,
     pub(super) cgroups: Vec<Cgroup>,
 }
@@ -171,6 +189,11 @@ impl<'a> Around<'a> {
                 spec.annotations().clone().unwrap_or_default(),
             ),
             hooks,
+            agent_metadata: spec
+                .linux()
+                .as_ref()
+                .and_then(|l| l.seccomp().as_ref())
+                .and_then(|s| s.listener_metadata().clone()),
             planned,
             cgroups: Vec::new(),
         })
@@ -205,6 +228,13 @@ impl Lifecycle for Around<'_> {
         self.hooks
             .run(HookPhase::StartContainer, &state)
             .map_err(|e| e.to_string())
+    }
+
+    fn agent_state(&self, pid: Pid) -> String {
+        let mut state = self.state.clone();
+        state.pid = Some(pid.as_raw());
+        state.status = Status::Creating;
+        state.agent_message(self.agent_metadata.as_deref())
     }
 
     fn started(&mut self, _pid: Pid) {

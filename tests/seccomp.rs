@@ -1,0 +1,245 @@
+//! Privileged: the spec's seccomp profile (`linux.seccomp`) seen from inside real sandboxes,
+//! under `accelgate run` and `create`/`start`: errnoRet, argument conditions, an agent getting
+//! the listener at `listenerPath`, and bad fields refused by name.
+
+mod common;
+
+use std::os::fd::AsFd;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{TempBundle, runnable_bundle};
+use serde_json::json;
+
+macro_rules! privileged {
+    () => {
+        if !common::privileged(module_path!()) {
+            return;
+        }
+    };
+}
+
+/// A profile that allows everything but `mkdir` (EPERM, the errnoRet given), `rmdir` (EROFS)
+/// and `kill` with a signal from 16 to 31 (a masked argument condition).
+fn profile() -> serde_json::Value {
+    json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_AARCH64"],
+        "syscalls": [
+            {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1},
+            {"names": ["rmdir", "unlinkat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 30},
+            {"names": ["kill"], "action": "SCMP_ACT_ERRNO", "args": [
+                {"index": 1, "value": 240, "valueTwo": 16, "op": "SCMP_CMP_MASKED_EQ"}
+            ]}
+        ]
+    })
+}
+
+/// What the workload runs: each call and its status.
+const SCRIPT: &str = "mkdir /tmp/made; echo mkdir=$?; rmdir /tmp; echo rmdir=$?; \
+                      kill -0 $$; echo kill0=$?; kill -HUP $$; echo hup=$?; \
+                      kill -CONT $$; echo cont=$?";
+
+fn check_denials(stdout: &str, stderr: &str) {
+    for line in ["mkdir=1", "rmdir=1", "kill0=0", "hup=0", "cont=1"] {
+        assert!(stdout.contains(line), "{line}: {stdout}{stderr}");
+    }
+    assert!(
+        stderr.contains("Operation not permitted") && stderr.contains("Read-only file system"),
+        "{stderr}"
+    );
+}
+
+fn bundle_with(seccomp: serde_json::Value) -> TempBundle {
+    runnable_bundle(|spec| {
+        spec["linux"]["seccomp"] = seccomp;
+        spec["process"]["args"] = json!(["sh", "-c", SCRIPT]);
+    })
+}
+
+#[test]
+fn errno_ret_and_conditions_apply_under_run() {
+    privileged!();
+    let bundle = bundle_with(profile());
+    let output = common::run_sandbox(bundle.dir.path(), None, &[]);
+    let (stdout, stderr) = (common::stdout(&output), common::stderr(&output));
+    assert_eq!(output.status.code(), Some(0), "{stdout}{stderr}");
+    check_denials(&stdout, &stderr);
+
+    // Without no_new_privs the filter goes on before the ids and capabilities change: the
+    // same profile still lets the workload start.
+    let bundle = runnable_bundle(|spec| {
+        spec["linux"]["seccomp"] = profile();
+        spec["process"]["noNewPrivileges"] = json!(false);
+        spec["process"]["args"] = json!(["sh", "-c", SCRIPT]);
+    });
+    let output = common::run_sandbox(bundle.dir.path(), None, &[]);
+    let (stdout, stderr) = (common::stdout(&output), common::stderr(&output));
+    assert_eq!(output.status.code(), Some(0), "{stdout}{stderr}");
+    check_denials(&stdout, &stderr);
+}
+
+/// `accelgate --root STATE ARGS...`; the workload's output (create's stdio) goes to `log`.
+fn oci(state: &Path, log: &Path, args: &[&str]) -> Output {
+    let file = || {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap()
+    };
+    Command::new(env!("CARGO_BIN_EXE_accelgate"))
+        .arg("--root")
+        .arg(state)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(file())
+        .stderr(file())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn errno_ret_and_conditions_apply_under_create_and_start() {
+    privileged!();
+    let work = tempfile::tempdir().unwrap();
+    let (state, log) = (work.path().join("state"), work.path().join("log"));
+    let bundle = bundle_with(profile());
+    let id = format!("seccomp-{}", std::process::id());
+    let bundle_dir = bundle.dir.path().to_str().unwrap();
+    let text = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        oci(&state, &log, &["create", "--bundle", bundle_dir, &id])
+            .status
+            .success(),
+        "{}",
+        text()
+    );
+    assert!(
+        oci(&state, &log, &["start", &id]).status.success(),
+        "{}",
+        text()
+    );
+    let started = Instant::now();
+    while !text().contains("cont=") {
+        assert!(started.elapsed() < Duration::from_secs(10), "{}", text());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let deleted = oci(&state, &log, &["delete", "--force", &id]);
+    check_denials(&text(), &text());
+    assert!(deleted.status.success(), "{}", text());
+}
+
+#[test]
+fn bad_names_are_refused_by_field_path() {
+    privileged!();
+    let cases = [
+        (
+            json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOPE"}]}),
+            "linux.seccomp.syscalls[0].action",
+        ),
+        (
+            json!({"defaultAction": "SCMP_ACT_ALLOW", "flags": ["SECCOMP_FILTER_FLAG_NOPE"]}),
+            "linux.seccomp.flags[0]",
+        ),
+        (
+            json!({"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_NOPE"]}),
+            "linux.seccomp.architectures[0]",
+        ),
+        (
+            json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["kill"], "action": "SCMP_ACT_ERRNO",
+                "args": [{"index": 1, "value": 1, "op": "SCMP_CMP_NOPE"}]}]}),
+            "linux.seccomp.syscalls[0].args[0].op",
+        ),
+        (
+            json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["kill"], "action": "SCMP_ACT_ERRNO",
+                "args": [{"index": 7, "value": 1, "op": "SCMP_CMP_EQ"}]}]}),
+            "linux.seccomp.syscalls[0].args[0].index",
+        ),
+    ];
+    for (seccomp, field) in cases {
+        let bundle = bundle_with(seccomp);
+        let output = common::run_sandbox(bundle.dir.path(), None, &[]);
+        let stderr = common::stderr(&output);
+        assert_ne!(output.status.code(), Some(0), "{field}: {stderr}");
+        assert!(stderr.contains(field), "{field}: {stderr}");
+        assert!(!common::stdout(&output).contains("mkdir="), "{field} ran");
+    }
+}
+
+#[test]
+fn the_agent_gets_the_state_and_the_listener() {
+    privileged!();
+    let work = tempfile::tempdir().unwrap();
+    let socket = work.path().join("agent.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let bundle = bundle_with(json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "listenerPath": socket,
+        "listenerMetadata": "test-agent",
+        "flags": ["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"],
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}]
+    }));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_accelgate"))
+        .args(["run", "--bundle"])
+        .arg(bundle.dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let started = Instant::now();
+    let stream = loop {
+        match listener.accept() {
+            Ok((stream, _)) => break stream,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if started.elapsed() > Duration::from_secs(20)
+                    || child.try_wait().unwrap().is_some()
+                {
+                    let _ = child.kill();
+                    let output = child.wait_with_output().unwrap();
+                    panic!("no agent connection: {}", common::stderr(&output));
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => panic!("accept: {e}"),
+        }
+    };
+    stream.set_nonblocking(false).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut message = Vec::new();
+    let mut fds = Vec::new();
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        let (read, received) =
+            accelgate::supervisor::handoff::recv_with_fds(stream.as_fd(), &mut buffer).unwrap();
+        fds.extend(received);
+        if read == 0 {
+            break;
+        }
+        message.extend_from_slice(&buffer[..read]);
+    }
+    let state = accelgate::daemon::ProcessState::parse(&message).unwrap();
+    assert_eq!(state.fds, [accelgate::daemon::SECCOMP_FD_NAME]);
+    assert_eq!(state.metadata, "test-agent");
+    assert_eq!(state.state.status, "creating");
+    assert_eq!(state.state.bundle, bundle.dir.path());
+    assert!(state.pid > 0, "{state:?}");
+    assert_eq!(fds.len(), 1);
+    use std::os::fd::AsRawFd;
+    let target = std::fs::read_link(format!("/proc/self/fd/{}", fds[0].as_raw_fd())).unwrap();
+    assert_eq!(target.as_os_str(), "anon_inode:seccomp notify");
+    // An agent that goes away without answering: the notified calls fail with ENOSYS.
+    drop(fds);
+    let output = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (common::stdout(&output), common::stderr(&output));
+    assert_eq!(output.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("mkdir=1"), "{stdout}");
+    assert!(stderr.contains("Function not implemented"), "{stderr}");
+    // The other calls were not the agent's business.
+    assert!(stdout.contains("kill0=0"), "{stdout}");
+}
