@@ -293,12 +293,12 @@ fn unimplemented_security_fields_are_refused_by_name() {
     privileged!();
     for (field, edit) in [
         (
-            "linux.seccomp",
-            json!({"linux": {"seccomp": {"defaultAction": "SCMP_ACT_ERRNO"}}}),
+            "linux.resources.rdma",
+            json!({"linux": {"resources": {"rdma": {"mlx5_0": {"hcaHandles": 1}}}}}),
         ),
         (
-            "linux.resources.blockIO",
-            json!({"linux": {"resources": {"blockIO": {"weight": 10}}}}),
+            "linux.resources.memory.kernelTCP",
+            json!({"linux": {"resources": {"memory": {"kernelTCP": 1000000}}}}),
         ),
         (
             "process.apparmorProfile",

@@ -131,8 +131,6 @@ pub fn check_supported(spec: &Spec) -> Result<(), BootError> {
                 "memory.checkBeforeUpdate",
                 memory.is_some_and(|m| m.check_before_update().is_some()),
             ),
-            ("cpu.cpus", cpu.is_some_and(|c| c.cpus().is_some())),
-            ("cpu.mems", cpu.is_some_and(|c| c.mems().is_some())),
             ("cpu.idle", cpu.is_some_and(|c| c.idle().is_some())),
             ("cpu.burst", cpu.is_some_and(|c| c.burst().is_some())),
             (
@@ -143,16 +141,13 @@ pub fn check_supported(spec: &Spec) -> Result<(), BootError> {
                 "cpu.realtimePeriod",
                 cpu.is_some_and(|c| c.realtime_period().is_some()),
             ),
-            ("blockIO", resources.block_io().is_some()),
-            ("hugepageLimits", resources.hugepage_limits().is_some()),
             ("network", resources.network().is_some()),
             ("rdma", resources.rdma().is_some()),
-            ("unified", resources.unified().is_some()),
         ];
         if let Some((name, _)) = set.iter().find(|(_, present)| *present) {
             return Err(refuse(
                 format!("linux.resources.{name}"),
-                "not applied yet (devices, memory, pids and cpu shares/quota/period are)",
+                "not applied (docs/run.md lists the resources that are)",
             ));
         }
     }
@@ -271,12 +266,12 @@ mod tests {
                 "linux.resources.memory.kernel",
             ),
             (
-                serde_json::json!({"linux": {"resources": {"cpu": {"cpus": "0-1"}}}}),
-                "linux.resources.cpu.cpus",
+                serde_json::json!({"linux": {"resources": {"cpu": {"idle": 1}}}}),
+                "linux.resources.cpu.idle",
             ),
             (
-                serde_json::json!({"linux": {"resources": {"blockIO": {"weight": 10}}}}),
-                "linux.resources.blockIO",
+                serde_json::json!({"linux": {"resources": {"network": {"classID": 10}}}}),
+                "linux.resources.network",
             ),
             (
                 serde_json::json!({"process": {"cwd": "/", "user": {"uid": 0, "gid": 0}, "apparmorProfile": "x"}}),

@@ -1,20 +1,12 @@
 //! `run`: create, start and wait, with the cgroups and the hooks around `boot::launch`.
 
-/// Where the host mounts its cgroup v1 hierarchies.
-const CGROUP_ROOT: &str = "/sys/fs/cgroup";
-
-use std::path::PathBuf;
-
 use nix::unistd::Pid;
 
 use super::RuntimeError;
-use std::collections::BTreeMap;
-use std::path::Path;
-
 use super::cgroup::Cgroup;
-use super::devices::{self, DeviceRule};
+use super::hierarchy::Hierarchies;
 use super::hooks::{HookPhase, Hooks};
-use super::limits::{Limit, limits};
+use super::placement::CgroupPlan;
 use super::state::{State, Status};
 use crate::boot::{Bundle, LaunchOptions, Launched, Lifecycle, SpecFilter, launch};
 use crate::plan::SandboxPlan;
@@ -72,45 +64,14 @@ pub(super) fn spec_filter(
         .transpose()
 }
 
-/// This process's cgroup in the v1 hierarchy of `controller` (`/` when unknown).
-fn own_cgroup(controller: &str) -> PathBuf {
-    std::fs::read_to_string("/proc/self/cgroup")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|line| {
-            let mut parts = line.splitn(3, ':');
-            let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
-            controllers
-                .split(',')
-                .any(|c| c == controller)
-                .then(|| PathBuf::from(path))
-        })
-        .unwrap_or_else(|| PathBuf::from("/"))
-}
-
-/// The sandbox's cgroup in `controller`: the spec's `linux.cgroupsPath` (from the hierarchy's
-/// root, as runc takes it), else `accelgate-<id>.<launcher pid>` under the launcher's own
-/// cgroup there, so that its limits nest in the caller's (a bundle directory's name, the
-/// default id, need not be unique).
-fn cgroup_path(spec: &oci_spec::runtime::Spec, id: &str, controller: &str) -> PathBuf {
-    spec.linux()
-        .as_ref()
-        .and_then(|l| l.cgroups_path().clone())
-        .unwrap_or_else(|| {
-            own_cgroup(controller).join(format!("accelgate-{id}.{}", std::process::id()))
-        })
-}
-
-/// A cgroup to make once the sandbox's process exists: hierarchy, path in it, writes.
-type Planned = (PathBuf, PathBuf, Vec<(String, String)>);
-
 /// The runtime's side of a launch.
 pub(super) struct Around<'a> {
     pub(super) state: State,
     hooks: &'a Hooks,
     /// `linux.seccomp.listenerMetadata`, for the seccomp agent.
     agent_metadata: Option<String>,
-    planned: Vec<Planned>,
+    /// The cgroups to make once the sandbox's process exists.
+    planned: Option<CgroupPlan>,
     pub(super) cgroups: Vec<Cgroup>,
 }
 
@@ -126,61 +87,12 @@ impl<'a> Around<'a> {
         for hook in Hooks::of(spec).1 {
             tracing::info!(%hook, "not run: the plan gives the GPU devices that NVIDIA hook would");
         }
-        let root = Path::new(CGROUP_ROOT);
-        let mut planned = Vec::new();
-        let devices = root.join("devices");
-        if devices::available(&devices) {
-            let writes = devices::rules(spec, &plan.devices)?
-                .iter()
-                .map(DeviceRule::write)
-                .collect();
-            let path = cgroup_path(spec, &plan.container_id, "devices");
-            planned.push((devices, path, writes));
-        } else if spec
-            .linux()
-            .as_ref()
-            .and_then(|l| l.resources().as_ref())
-            .is_some_and(|r| r.devices().is_some())
-        {
-            return Err(RuntimeError::Unsupported {
-                field: "linux.resources.devices".into(),
-                reason: format!(
-                    "{} is not a cgroup v1 devices hierarchy, and cgroup v2 device programs are not implemented yet",
-                    devices.display()
-                ),
-            });
-        } else {
-            eprintln!(
-                "warning: no device cgroup: {} is not a cgroup v1 devices hierarchy",
-                devices.display()
-            );
-        }
-        let mut by_controller: BTreeMap<&str, Vec<Limit>> = BTreeMap::new();
-        for limit in limits(spec) {
-            by_controller
-                .entry(limit.controller)
-                .or_default()
-                .push(limit);
-        }
-        for (controller, list) in by_controller {
-            let hierarchy = root.join(controller);
-            // A v1 hierarchy has `tasks`; cgroup v2 has none.
-            if !hierarchy.join("tasks").exists() {
-                return Err(RuntimeError::Unsupported {
-                    field: list[0].field.into(),
-                    reason: format!(
-                        "{} is not a cgroup v1 {controller} hierarchy (cgroup v2 limits are not implemented yet)",
-                        hierarchy.display()
-                    ),
-                });
-            }
-            let writes = list
-                .into_iter()
-                .map(|l| (l.file.to_owned(), l.value))
-                .collect();
-            let path = cgroup_path(spec, &plan.container_id, controller);
-            planned.push((hierarchy, path, writes));
-        }
+        let cgroups = CgroupPlan::new(
+            &Hierarchies::read(),
+            spec,
+            &plan.devices,
+            &plan.container_id,
+        )?;
         Ok(Self {
             state: State::new(
                 plan.container_id.clone(),
@@ -194,7 +106,7 @@ impl<'a> Around<'a> {
                 .as_ref()
                 .and_then(|l| l.seccomp().as_ref())
                 .and_then(|s| s.listener_metadata().clone()),
-            planned,
+            planned: Some(cgroups),
             cgroups: Vec::new(),
         })
     }
@@ -203,12 +115,10 @@ impl<'a> Around<'a> {
 impl Lifecycle for Around<'_> {
     fn created(&mut self, pid: Pid) -> Result<(), String> {
         self.state.pid = Some(pid.as_raw());
-        for (root, path, writes) in std::mem::take(&mut self.planned) {
-            let cgroup =
-                Cgroup::create(&root, &path, &writes).map_err(|e| crate::pci::error_chain(&e))?;
-            let added = cgroup.add(pid);
-            self.cgroups.push(cgroup);
-            added.map_err(|e| crate::pci::error_chain(&e))?;
+        if let Some(planned) = self.planned.take() {
+            planned
+                .apply(pid, &mut self.cgroups)
+                .map_err(|e| crate::pci::error_chain(&e))?;
         }
         for phase in [
             HookPhase::Prestart,
