@@ -101,9 +101,12 @@ fn the_v2_device_program_denies_what_the_plan_did_not_grant() {
         .spawn()
         .unwrap();
     let mut made = Vec::new();
-    let applied = plan.apply(nix::unistd::Pid::from_raw(helper.id() as i32), &mut made);
     let cgroup: PathBuf = Path::new(UNIFIED).join(&name);
-    let output = applied.map(|()| {
+    let joined = plan.make(&mut made).map(|join| {
+        assert_eq!(join.unified.as_deref(), Some(cgroup.as_path()));
+        std::fs::write(cgroup.join("cgroup.procs"), helper.id().to_string()).unwrap();
+    });
+    let output = joined.map(|()| {
         writeln!(helper.stdin.take().unwrap(), "go").unwrap();
         let mut stdout = String::new();
         for line in BufReader::new(helper.stdout.take().unwrap()).lines() {

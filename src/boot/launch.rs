@@ -75,6 +75,59 @@ pub struct LaunchOptions {
     /// `linux.seccomp`, compiled by the runtime: installed by the workload on top of the ioctl
     /// gate's filter.
     pub seccomp: Option<SpecFilter>,
+    /// The sandbox's cgroups, made by the runtime before the launch.
+    pub cgroups: CgroupJoin,
+}
+
+/// How the sandbox's process joins its cgroups, which the runtime has made and configured:
+/// the cgroup2 one from its first instruction (`clone3` with `CLONE_INTO_CGROUP`), the v1 ones
+/// by writing `0` to their `tasks` files itself before anything else. Either way no process is
+/// migrated by pid: writing a pid to `cgroup.procs` takes the kernel's global threadgroup lock,
+/// which waits for an RCU grace period (5 to 15 ms on the development VM), while a thread
+/// moving itself does not.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CgroupJoin {
+    /// The `tasks` files of the v1 cgroups.
+    pub tasks: Vec<PathBuf>,
+    /// The cgroup2 cgroup's directory.
+    pub unified: Option<PathBuf>,
+}
+
+/// [`CgroupJoin`]'s files, opened by the launcher (whose credentials the kernel checks).
+struct CgroupFds {
+    tasks: Vec<OwnedFd>,
+    unified: Option<OwnedFd>,
+}
+
+impl CgroupFds {
+    fn open(join: &CgroupJoin) -> Result<Self, BootError> {
+        use nix::fcntl::{OFlag, open};
+        use nix::sys::stat::Mode;
+        let failed = |path: &PathBuf, e: nix::errno::Errno| {
+            BootError::Launch(format!("open the cgroup {}: {e}", path.display()))
+        };
+        let tasks = join
+            .tasks
+            .iter()
+            .map(|path| {
+                open(path, OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::empty())
+                    .map_err(|e| failed(path, e))
+            })
+            .collect::<Result<_, _>>()?;
+        let unified = join
+            .unified
+            .as_ref()
+            .map(|path| {
+                open(
+                    path,
+                    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(|e| failed(path, e))
+            })
+            .transpose()?;
+        Ok(Self { tasks, unified })
+    }
 }
 
 /// What became of the workload.
@@ -387,6 +440,17 @@ pub fn launch(
         }
     };
     let pipes = pipe("sync").and_then(|go| Ok((go, pipe("error")?)));
+    // The sandbox's process tells the launcher it is in its v1 cgroups before the lifecycle's
+    // `created` (hooks see it there).
+    let pipes = pipes.and_then(|(go, errors)| {
+        let cgroups = CgroupFds::open(&options.cgroups)?;
+        let joined = if cgroups.tasks.is_empty() {
+            None
+        } else {
+            Some(pipe("cgroup")?)
+        };
+        Ok((go, errors, cgroups, joined))
+    });
 
     // Block the signals to forward (and SIGCHLD) before the child exists, so none is lost; the
     // child inherits the mask and the workload clears it just before exec.
@@ -397,16 +461,17 @@ pub fn launch(
     let blocked = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&watched), Some(&mut old_mask))
         .map_err(|e| BootError::Launch(format!("sigprocmask: {e}")));
     let was_blocked = blocked.is_ok();
-    let ((go_read, go_write), (err_read, err_write)) = match blocked.and(pipes) {
-        Ok(pipes) => pipes,
-        Err(e) => {
-            if was_blocked {
-                let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old_mask), None);
+    let ((go_read, go_write), (err_read, err_write), cgroups, joined_pipe) =
+        match blocked.and(pipes) {
+            Ok(pipes) => pipes,
+            Err(e) => {
+                if was_blocked {
+                    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old_mask), None);
+                }
+                abort_gate(gate);
+                return Err(e);
             }
-            abort_gate(gate);
-            return Err(e);
-        }
-    };
+        };
     let joined = match Joined::enter(&namespaces.join) {
         Ok(joined) => joined,
         Err(e) => {
@@ -421,6 +486,9 @@ pub fn launch(
         let mut err_write = Some(err_write);
         let mut workload_gate = workload_gate;
         let mut agent = agent;
+        let unified = cgroups.unified;
+        let (joined_read, joined_write) = joined_pipe.unzip();
+        let mut cgroup_join = Some((cgroups.tasks, joined_write));
         let sandbox = Sandbox {
             plan,
             process: &process,
@@ -432,15 +500,25 @@ pub fn launch(
             lifecycle: &*lifecycle,
         };
         // The launcher's copies of what the closure holds close when it is dropped here.
-        clone_child(
+        let cloned = clone_child(
             flags,
-            Box::new(move || {
+            unified.as_ref().map(std::os::fd::AsFd::as_fd),
+            move || {
                 let go = go_read.take().expect("the child runs once");
                 let errors = err_write.take().expect("the child runs once");
-                sandbox.run(go, errors, workload_gate.take(), agent.take())
-            }),
-        )
+                let (tasks, joined) = cgroup_join.take().expect("the child runs once");
+                sandbox.run(
+                    go,
+                    errors,
+                    (tasks, joined),
+                    workload_gate.take(),
+                    agent.take(),
+                )
+            },
+        );
+        (cloned, joined_read)
     };
+    let (child, joined_read) = child;
     joined.leave();
     let child = match child {
         Ok(pid) => pid,
@@ -452,7 +530,16 @@ pub fn launch(
     };
     let detached = options.barrier.is_some();
     let result = supervise(
-        child, spec, go_write, err_read, &watched, lifecycle, detached,
+        child,
+        spec,
+        Pipes {
+            go: go_write,
+            errors: err_read,
+            joined: joined_read,
+        },
+        &watched,
+        lifecycle,
+        detached,
     );
     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old_mask), None);
     match result {
@@ -467,12 +554,19 @@ pub fn launch(
     }
 }
 
+/// The launcher's ends of the pipes to the sandbox's process.
+struct Pipes {
+    go: OwnedFd,
+    errors: OwnedFd,
+    /// A byte once it is in its v1 cgroups; `None` when it has none to join.
+    joined: Option<OwnedFd>,
+}
+
 /// The launcher's side once the child exists.
 fn supervise(
     child: Pid,
     spec: &Spec,
-    go: OwnedFd,
-    errors: OwnedFd,
+    pipes: Pipes,
     watched: &SigSet,
     lifecycle: &mut dyn Lifecycle,
     detached: bool,
@@ -482,6 +576,18 @@ fn supervise(
         let _ = waitpid(child, None);
         BootError::Launch(message)
     };
+    let Pipes { go, errors, joined } = pipes;
+    if let Some(joined) = joined {
+        let mut byte = [0u8; 1];
+        if !matches!(std::fs::File::from(joined).read(&mut byte), Ok(1)) {
+            // It failed before, and said why on the error pipe.
+            let mut report = String::new();
+            let _ = std::fs::File::from(errors).read_to_string(&mut report);
+            let message = parse_failure(&report)
+                .map_or_else(|| "join its cgroups: it died".to_owned(), |(_, m)| m);
+            return Err(abort(message));
+        }
+    }
     if let Some(linux) = spec.linux() {
         if linux
             .namespaces()
@@ -562,6 +668,22 @@ fn write_id_maps(child: Pid, linux: &oci_spec::runtime::Linux) -> std::io::Resul
     Ok(())
 }
 
+/// In the sandbox's process: moves itself (its one thread) into each v1 cgroup, then tells the
+/// launcher.
+fn join_cgroups((tasks, joined): (Vec<OwnedFd>, Option<OwnedFd>)) -> Result<(), String> {
+    for fd in tasks {
+        std::fs::File::from(fd)
+            .write_all(b"0")
+            .map_err(|e| format!("join its cgroups: {e}"))?;
+    }
+    if let Some(joined) = joined {
+        std::fs::File::from(joined)
+            .write_all(b"j")
+            .map_err(|e| format!("report its cgroups joined: {e}"))?;
+    }
+    Ok(())
+}
+
 /// What the sandbox's process needs, borrowed from its copy of the launcher's memory.
 struct Sandbox<'a> {
     plan: &'a SandboxPlan,
@@ -581,11 +703,12 @@ impl Sandbox<'_> {
         &self,
         go: OwnedFd,
         errors: OwnedFd,
+        cgroups: (Vec<OwnedFd>, Option<OwnedFd>),
         gate: Option<WorkloadGate>,
         agent: Option<std::os::unix::net::UnixStream>,
     ) -> isize {
         let mut errors = Some(std::fs::File::from(errors));
-        let (status, message) = match self.prepare(go) {
+        let (status, message) = match join_cgroups(cgroups).and_then(|()| self.prepare(go)) {
             Ok((host_pid, terminal)) => match self.wait_for_start(&mut errors) {
                 Ok(()) => match self.lifecycle.starting(host_pid) {
                     Ok(()) => {

@@ -5,6 +5,7 @@
 //! Settings come from flags ([`BootConfig`]) and `dev.accelgate.*` annotations; the rules and
 //! the JSON schema are documented in `docs/plan.md`.
 
+mod abi;
 mod bundle;
 mod cgroups;
 mod compile;
@@ -41,7 +42,9 @@ pub use gpu::{
     parse_visible_devices,
 };
 pub use hints::MOUNT_HINT_PREFIX;
-pub use launch::{EXIT_SETUP_FAILED, FORWARDED_SIGNALS, LaunchOptions, Launched, Outcome, launch};
+pub use launch::{
+    CgroupJoin, EXIT_SETUP_FAILED, FORWARDED_SIGNALS, LaunchOptions, Launched, Outcome, launch,
+};
 pub use lifecycle::Lifecycle;
 pub use options::known_options as mount_options;
 pub use paths::clean_absolute;

@@ -57,17 +57,6 @@ impl Cgroup {
             .collect()
     }
 
-    /// Moves `pid` into the cgroup.
-    pub fn add(&self, pid: Pid) -> Result<(), RuntimeError> {
-        std::fs::write(self.path.join("cgroup.procs"), pid.to_string()).map_err(|source| {
-            RuntimeError::Cgroup {
-                path: self.path.clone(),
-                what: format!("add process {pid}"),
-                source,
-            }
-        })
-    }
-
     /// Its directory.
     pub fn path(&self) -> &Path {
         &self.path

@@ -88,9 +88,18 @@ pub fn create(
             what: "mkfifo".into(),
             source: e.into(),
         })
-        .and_then(|()| Around::new(bundle, plan, &hooks));
-    let mut lifecycle = match made {
-        Ok(lifecycle) => lifecycle,
+        .and_then(|()| Around::new(bundle, plan, &hooks))
+        .and_then(|mut lifecycle| match lifecycle.make_cgroups() {
+            Ok(join) => Ok((lifecycle, join)),
+            Err(e) => {
+                for cgroup in lifecycle.cgroups.drain(..) {
+                    cgroup.remove();
+                }
+                Err(e)
+            }
+        });
+    let (mut lifecycle, cgroups) = match made {
+        Ok(made) => made,
         Err(e) => {
             let _ = std::fs::remove_dir_all(&dir);
             return Err(e);
@@ -101,6 +110,7 @@ pub fn create(
         barrier: Some(fifo),
         console_socket: options.console_socket,
         seccomp,
+        cgroups,
     };
     let launched = launch(plan, &bundle.spec, &launch_options, None, &mut lifecycle);
     let cgroups = std::mem::take(&mut lifecycle.cgroups);

@@ -16,7 +16,6 @@
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
-use nix::unistd::Pid;
 use oci_spec::runtime::{LinuxResources, Spec};
 
 use super::RuntimeError;
@@ -25,6 +24,7 @@ use super::device_program::DeviceProgram;
 use super::devices::{self, DeviceRule};
 use super::hierarchy::{CgroupMode, Hierarchies, Hierarchy};
 use super::limits::{self, Limit};
+use crate::boot::CgroupJoin;
 use crate::plan::PlannedDevice;
 
 /// One cgroup to make.
@@ -40,6 +40,14 @@ struct Planned {
     writes: Vec<Limit>,
     /// cgroup v2: the device rules, as a program.
     program: Option<DeviceProgram>,
+    version: Version,
+}
+
+/// The hierarchy's kind: how the sandbox's process joins the cgroup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Version {
+    V1,
+    V2,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,6 +155,7 @@ impl CgroupPlan {
                     setup: Setup::EnableControllers(controllers),
                     writes,
                     program: Some(DeviceProgram::new(&rules)),
+                    version: Version::V2,
                 });
             }
             mode => {
@@ -163,6 +172,7 @@ impl CgroupPlan {
                         setup: Setup::None,
                         writes: device_writes(&rules),
                         program: None,
+                        version: Version::V1,
                     }),
                     None if resources.devices().is_some() => {
                         return Err(refuse(
@@ -198,6 +208,7 @@ impl CgroupPlan {
                         },
                         writes,
                         program: None,
+                        version: Version::V1,
                     });
                 }
                 if let (Some(CgroupMode::Hybrid), Some(unified)) = (mode, &hierarchies.unified) {
@@ -207,6 +218,7 @@ impl CgroupPlan {
                         setup: Setup::None,
                         writes: Vec::new(),
                         program: None,
+                        version: Version::V2,
                     });
                 }
             }
@@ -214,19 +226,20 @@ impl CgroupPlan {
         Ok(plan)
     }
 
-    /// Makes the cgroups, writes them, and moves `pid` into each; every cgroup made is pushed
-    /// to `made` as soon as it exists, so that the caller removes them all when this fails.
-    pub fn apply(self, pid: Pid, made: &mut Vec<Cgroup>) -> Result<(), RuntimeError> {
-        self.apply_with(pid, made, &|program, path| program.attach(path))
+    /// Makes the cgroups and writes them, before the sandbox's process exists; returns how it
+    /// joins them. Every cgroup made is pushed to `made` as soon as it exists, so that the
+    /// caller removes them all when this fails.
+    pub fn make(self, made: &mut Vec<Cgroup>) -> Result<CgroupJoin, RuntimeError> {
+        self.make_with(made, &|program, path| program.attach(path))
     }
 
-    /// [`Self::apply`] with `attach` attaching device programs (tests record them).
-    fn apply_with(
+    /// [`Self::make`] with `attach` attaching device programs (tests record them).
+    fn make_with(
         self,
-        pid: Pid,
         made: &mut Vec<Cgroup>,
         attach: &dyn Fn(&DeviceProgram, &Path) -> Result<(), RuntimeError>,
-    ) -> Result<(), RuntimeError> {
+    ) -> Result<CgroupJoin, RuntimeError> {
+        let mut join = CgroupJoin::default();
         for planned in self.planned {
             made.push(Cgroup::make(&planned.mount, &planned.path)?);
             let Some(cgroup) = made.last() else {
@@ -245,9 +258,13 @@ impl CgroupPlan {
             if let Some(program) = &planned.program {
                 attach(program, cgroup.path())?;
             }
-            cgroup.add(pid)?;
+            if planned.version == Version::V2 {
+                join.unified = Some(cgroup.path().to_path_buf());
+            } else {
+                join.tasks.push(cgroup.path().join("tasks"));
+            }
         }
-        Ok(())
+        Ok(join)
     }
 }
 
@@ -506,17 +523,26 @@ mod tests {
         .unwrap();
         let attached = std::cell::RefCell::new(Vec::new());
         let mut made = Vec::new();
-        plan.apply_with(Pid::from_raw(4242), &mut made, &|program, path| {
-            attached
-                .borrow_mut()
-                .push((program.clone(), path.to_path_buf()));
-            Ok(())
-        })
-        .unwrap();
+        let join = plan
+            .make_with(&mut made, &|program, path| {
+                attached
+                    .borrow_mut()
+                    .push((program.clone(), path.to_path_buf()));
+                Ok(())
+            })
+            .unwrap();
         // Beside the launcher's session scope, not in it.
         let cgroup = root.join(format!("user.slice/accelgate-c1.{}", std::process::id()));
         assert_eq!(made.len(), 1);
         assert_eq!(made[0].path(), cgroup);
+        // The sandbox's process is cloned into it.
+        assert_eq!(
+            join,
+            CgroupJoin {
+                tasks: Vec::new(),
+                unified: Some(cgroup.clone())
+            }
+        );
         let read = |path: &Path| std::fs::read_to_string(path).unwrap();
         for dir in [&root, &root.join("user.slice")] {
             assert_eq!(
@@ -530,7 +556,6 @@ mod tests {
             ("pids.max", "42"),
             ("cpu.max", "50000 100000"),
             ("memory.high", "60000000"),
-            ("cgroup.procs", "4242"),
         ] {
             assert_eq!(read(&cgroup.join(file)), value, "{file}");
         }
@@ -546,7 +571,7 @@ mod tests {
             "c2",
         )
         .unwrap()
-        .apply_with(Pid::from_raw(1), &mut made, &|_, _| Ok(()))
+        .make_with(&mut made, &|_, _| Ok(()))
         .unwrap_err()
         .to_string();
         assert!(

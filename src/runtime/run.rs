@@ -8,7 +8,7 @@ use super::hierarchy::Hierarchies;
 use super::hooks::{HookPhase, Hooks};
 use super::placement::CgroupPlan;
 use super::state::{State, Status};
-use crate::boot::{Bundle, LaunchOptions, Launched, Lifecycle, SpecFilter, launch};
+use crate::boot::{Bundle, CgroupJoin, LaunchOptions, Launched, Lifecycle, SpecFilter, launch};
 use crate::plan::SandboxPlan;
 use crate::supervisor::gate::GateConfig;
 
@@ -29,11 +29,22 @@ pub fn run(
     options: RunOptions,
 ) -> Result<Launched, RuntimeError> {
     let hooks = Hooks::of(&bundle.spec).0;
+    let seccomp = spec_filter(&bundle.spec, options.gate.is_some())?;
+    let mut lifecycle = Around::new(bundle, plan, &hooks)?;
+    let cgroups = match lifecycle.make_cgroups() {
+        Ok(join) => join,
+        Err(e) => {
+            for cgroup in lifecycle.cgroups.drain(..) {
+                cgroup.remove();
+            }
+            return Err(e);
+        }
+    };
     let launch_options = LaunchOptions {
-        seccomp: spec_filter(&bundle.spec, options.gate.is_some())?,
+        seccomp,
+        cgroups,
         ..options.launch
     };
-    let mut lifecycle = Around::new(bundle, plan, &hooks)?;
     let launched = launch(
         plan,
         &bundle.spec,
@@ -70,7 +81,7 @@ pub(super) struct Around<'a> {
     hooks: &'a Hooks,
     /// `linux.seccomp.listenerMetadata`, for the seccomp agent.
     agent_metadata: Option<String>,
-    /// The cgroups to make once the sandbox's process exists.
+    /// The cgroups to make before the sandbox's process exists.
     planned: Option<CgroupPlan>,
     pub(super) cgroups: Vec<Cgroup>,
 }
@@ -112,14 +123,20 @@ impl<'a> Around<'a> {
     }
 }
 
+impl Around<'_> {
+    /// Makes the sandbox's cgroups (before its process exists: it joins them itself); those
+    /// made are in `cgroups`, also when this fails.
+    pub(super) fn make_cgroups(&mut self) -> Result<CgroupJoin, RuntimeError> {
+        match self.planned.take() {
+            Some(planned) => planned.make(&mut self.cgroups),
+            None => Ok(CgroupJoin::default()),
+        }
+    }
+}
+
 impl Lifecycle for Around<'_> {
     fn created(&mut self, pid: Pid) -> Result<(), String> {
         self.state.pid = Some(pid.as_raw());
-        if let Some(planned) = self.planned.take() {
-            planned
-                .apply(pid, &mut self.cgroups)
-                .map_err(|e| crate::pci::error_chain(&e))?;
-        }
         for phase in [
             HookPhase::Prestart,
             HookPhase::CreateRuntime,
