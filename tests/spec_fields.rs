@@ -375,3 +375,24 @@ fn runcs_default_spec_runs_on_the_host_and_on_a_fixture_without_cgroups() {
     );
     ok(&output);
 }
+
+#[test]
+fn the_umask_is_the_specs_or_runcs_default() {
+    privileged!();
+    // The launcher's own umask (077 here) never reaches the workload.
+    let umask = |bundle: &TempBundle| {
+        let output = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "umask 077; exec {} run --bundle {} -- sh -c umask",
+                env!("CARGO_BIN_EXE_accelgate"),
+                bundle.dir.path().display()
+            ))
+            .output()
+            .unwrap();
+        ok(&output).trim().to_owned()
+    };
+    let given = runnable_bundle(|spec| spec["process"]["user"]["umask"] = json!(0o027));
+    assert_eq!(umask(&given), "0027");
+    assert_eq!(umask(&runnable_bundle(|_| {})), "0022");
+}

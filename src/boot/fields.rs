@@ -52,6 +52,31 @@ pub fn check_supported(spec: &Spec) -> Result<(), BootError> {
     if spec.vm().is_some() {
         return Err(not_supported("vm"));
     }
+    for (present, field) in [
+        (spec.windows().is_some(), "windows"),
+        (spec.solaris().is_some(), "solaris"),
+        (spec.zos().is_some(), "zos"),
+    ] {
+        if present {
+            return Err(refuse(
+                field,
+                "for another operating system; accelgate runs Linux containers",
+            ));
+        }
+    }
+    for (index, mount) in spec.mounts().iter().flatten().enumerate() {
+        for (present, name) in [
+            (mount.uid_mappings().is_some(), "uidMappings"),
+            (mount.gid_mappings().is_some(), "gidMappings"),
+        ] {
+            if present {
+                return Err(refuse(
+                    format!("mounts[{index}].{name}"),
+                    "idmapped mounts are not supported by accelgate",
+                ));
+            }
+        }
+    }
     if let Some(process) = spec.process() {
         let non_empty = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.is_empty());
         if non_empty(process.apparmor_profile()) {
@@ -280,6 +305,15 @@ mod tests {
             (
                 serde_json::json!({"linux": {"intelRdt": {"closID": "x"}}}),
                 "linux.intelRdt",
+            ),
+            (
+                serde_json::json!({"mounts": [{"destination": "/m", "type": "bind", "source": "/tmp",
+                    "uidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}]}]}),
+                "mounts[0].uidMappings",
+            ),
+            (
+                serde_json::json!({"windows": {"layerFolders": []}}),
+                "windows",
             ),
             (
                 serde_json::json!({"linux": {"namespaces": [{"type": "mount", "path": "/proc/1/ns/mnt"}]}}),

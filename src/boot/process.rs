@@ -77,6 +77,9 @@ pub fn exec_workload(
             ),
         ));
     }
+    // runc's default when the spec gives none.
+    let umask = process.user().umask().unwrap_or(0o022);
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(umask));
     for limit in &plan.rlimits {
         let resource = rlimit_resource(&limit.kind)
             .ok_or_else(|| failure(125, format!("unknown rlimit {}", limit.kind)))?;
