@@ -243,3 +243,83 @@ fn the_agent_gets_the_state_and_the_listener() {
     // The other calls were not the agent's business.
     assert!(stdout.contains("kill0=0"), "{stdout}");
 }
+
+/// examples/tpu-probe as a bundle with `seccomp` as its profile.
+fn probe_bundle(seccomp: serde_json::Value) -> TempBundle {
+    let binary = common::probe();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    TempBundle::new(|spec| {
+        *spec = serde_json::from_str(
+            &std::fs::read_to_string(repo.join("examples/tpu-probe/config.json")).unwrap(),
+        )
+        .unwrap();
+        spec["root"]["path"] = repo.join("examples/rootfs").display().to_string().into();
+        for mount in spec["mounts"].as_array_mut().unwrap() {
+            if mount["destination"] == "/tpu-probe" {
+                mount["source"] = binary.display().to_string().into();
+            }
+        }
+        spec["linux"]["seccomp"] = seccomp;
+    })
+}
+
+fn run_probe(bundle: &TempBundle) -> Output {
+    let root = common::fixture("tpu-v5e-8").display().to_string();
+    let bundle = bundle.dir.path().display().to_string();
+    common::accelgate(
+        &[
+            "run",
+            "--root",
+            &root,
+            "--simulate",
+            "--bundle",
+            &bundle,
+            "--",
+            "/tpu-probe",
+            "vfio",
+        ],
+        Duration::from_secs(120),
+    )
+}
+
+/// `_IO(';', 100 + 16)`: `VFIO_DEVICE_IOEVENTFD`, which the gate denies with EPERM.
+const VFIO_DEVICE_IOEVENTFD: u64 = 0x3b74;
+
+#[test]
+fn a_profile_stacks_on_the_ioctl_gate() {
+    privileged!();
+    // The profile answers one VFIO ioctl itself (EACCES, stricter than the gate's notification);
+    // the gate still decides every other one.
+    let bundle = probe_bundle(json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["ioctl"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13, "args": [
+            {"index": 1, "value": VFIO_DEVICE_IOEVENTFD, "op": "SCMP_CMP_EQ"}
+        ]}]
+    }));
+    let output = run_probe(&bundle);
+    let (stdout, stderr) = (common::stdout(&output), common::stderr(&output));
+    for (call, result) in [
+        ("VFIO_DEVICE_IOEVENTFD", "EACCES [UNEXPECTED]"),
+        ("VFIO_DEVICE_PCI_HOT_RESET", "EPERM [ok]"),
+        ("VFIO_IOMMU_MAP_DMA(2 MiB)", "0 [ok]"),
+        ("VFIO_CHECK_EXTENSION(TYPE1v2)", "1 [ok]"),
+    ] {
+        assert!(
+            stdout.contains(&format!("{call} -> {result}")),
+            "{call}: {stdout}{stderr}"
+        );
+    }
+    // A profile that notifies what the gate routes would take it from the gate: refused.
+    let bundle = probe_bundle(json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "listenerPath": "/nonexistent/agent.sock",
+        "syscalls": [{"names": ["ioctl"], "action": "SCMP_ACT_NOTIFY"}]
+    }));
+    let output = run_probe(&bundle);
+    let stderr = common::stderr(&output);
+    assert_eq!(output.status.code(), Some(125), "{stderr}");
+    assert!(
+        stderr.contains("linux.seccomp.syscalls[0].action: SCMP_ACT_NOTIFY on ioctl"),
+        "{stderr}"
+    );
+}
