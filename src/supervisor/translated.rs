@@ -89,8 +89,7 @@ pub fn serve(
     }
     // Reads only inform what the driver gets; each driver checks that the call is still pending
     // right before it acts, and every write checks again.
-    let memory =
-        NotifMemory::for_decision(Pid::from_raw(pending.tid), pending.id, listener.fd());
+    let memory = NotifMemory::for_decision(Pid::from_raw(pending.tid), pending.id, listener.fd());
     let call = Translation {
         kind,
         request,
