@@ -54,13 +54,11 @@ impl Podman {
         for dir in ["root", "runroot", "tmp", "state"] {
             std::fs::create_dir(at(dir)).unwrap();
         }
-        // This VM's root lacks CAP_SYS_RESOURCE: ulimits stay below the hard limits. Podman's
-        // default pids limit and seccomp profile are fields accelgate refuses (not applied
-        // yet), so the test asks for neither.
+        // This VM's root lacks CAP_SYS_RESOURCE: ulimits stay below the hard limits.
         std::fs::write(
             at("containers.conf"),
             format!(
-                "[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=1024:1024\"]\npids_limit = 0\ndefault_sysctls = []\n\
+                "[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=1024:1024\"]\ndefault_sysctls = []\n\
                  [engine]\ncgroup_manager = \"cgroupfs\"\nlock_type = \"file\"\nevents_logger = \"none\"\ntmp_dir = \"{}\"\n",
                 at("tmp").display()
             ),
@@ -159,8 +157,6 @@ fn podman_runs_containers_through_accelgate_with_output_exit_status_and_a_termin
         "--rm",
         "--network",
         "none",
-        "--security-opt",
-        "seccomp=unconfined",
         "--rootfs",
         rootfs.to_str().unwrap(),
         "/bin/sh",
@@ -188,8 +184,6 @@ fn podman_runs_containers_through_accelgate_with_output_exit_status_and_a_termin
         "-t",
         "--network",
         "none",
-        "--security-opt",
-        "seccomp=unconfined",
         "--rootfs",
         rootfs.to_str().unwrap(),
         "/bin/sh",
@@ -216,8 +210,6 @@ fn podman_runs_containers_through_accelgate_with_output_exit_status_and_a_termin
         "c 1:1 m",
         "--network",
         "none",
-        "--security-opt",
-        "seccomp=unconfined",
         "--rootfs",
         rootfs.to_str().unwrap(),
         "/bin/sh",
@@ -255,8 +247,6 @@ fn podman_limits_reach_the_containers_cgroups_and_rm_force_ends_it() {
         "-d",
         "--network",
         "none",
-        "--security-opt",
-        "seccomp=unconfined",
         "--memory",
         "64m",
         "--pids-limit",
@@ -293,16 +283,10 @@ fn podman_limits_reach_the_containers_cgroups_and_rm_force_ends_it() {
     assert!(!memory.exists(), "{} is left", memory.display());
 }
 
-/// `podman run` arguments every test gives: no network, no seccomp profile (the spec's seccomp
-/// is not applied yet), the rootfs.
+/// `podman run` arguments every test gives: no network (podman's default seccomp profile
+/// applies), the rootfs.
 fn run_args<'a>(rootfs: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
-    let mut args = vec![
-        "run",
-        "--network",
-        "none",
-        "--security-opt",
-        "seccomp=unconfined",
-    ];
+    let mut args = vec!["run", "--network", "none"];
     args.extend_from_slice(rest);
     args.extend_from_slice(&["--rootfs", rootfs]);
     args
@@ -350,6 +334,14 @@ fn podman_exec_stop_kill_and_rm_reach_a_detached_container() {
         .collect();
     expected.push_str(&std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap());
     assert_eq!(common::stdout(&exec), expected);
+    // Under podman's default seccomp profile, as the container's first process is.
+    let exec = podman.run(&["exec", &id, "sh", "-c", "grep Seccomp: /proc/self/status"]);
+    assert_eq!(
+        common::stdout(&exec),
+        "Seccomp:\t2\n",
+        "{}",
+        common::stderr(&exec)
+    );
     // -t: a terminal of the container's own devpts, through conmon's console socket.
     let exec = podman.run(&["exec", "-t", &id, "sh", "-c", "tty; exit 2"]);
     assert_eq!(exec.status.code(), Some(2), "{}", common::stderr(&exec));
@@ -459,4 +451,65 @@ fn podman_read_only_and_user_with_dropped_capabilities() {
     }
     // pid 1 is the shell itself, the same user: signalling it needs no capability.
     assert!(stdout.contains("can-signal-1"), "{stdout}");
+}
+
+#[test]
+fn podman_seccomp_profiles_are_applied() {
+    privileged!();
+    let Some(podman) = Podman::new() else {
+        return;
+    };
+    let bundle = common::runnable_bundle(|_| {});
+    let rootfs = bundle.rootfs();
+    let script = "grep Seccomp /proc/self/status; mkdir /tmp/made; echo mkdir=$?";
+    // Podman's default profile: the workload runs under it (mode 2, one filter: the profile's;
+    // the sandbox has no accelerators, so no gate), and what it allows works. (It allows
+    // everything busybox can call without capabilities the container lacks.)
+    let output = podman.run(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--rootfs",
+        rootfs.to_str().unwrap(),
+        "/bin/sh",
+        "-c",
+        script,
+    ]);
+    let (stdout, stderr) = (common::stdout(&output), common::stderr(&output));
+    assert_eq!(output.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("Seccomp:\t2"), "{stdout}{stderr}");
+    assert!(stdout.contains("Seccomp_filters:\t1"), "{stdout}{stderr}");
+    assert!(stdout.contains("mkdir=0"), "{stdout}{stderr}");
+    // A profile of the test's own, given to podman: mkdir fails with the errno it names.
+    let profile = podman.home.path().join("deny-mkdir.json");
+    std::fs::write(
+        &profile,
+        serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 30}]
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let output = podman.run(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--security-opt",
+        &format!("seccomp={}", profile.display()),
+        "--rootfs",
+        rootfs.to_str().unwrap(),
+        "/bin/sh",
+        "-c",
+        script,
+    ]);
+    let (stdout, stderr) = (common::stdout(&output), common::stderr(&output));
+    assert_eq!(output.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("mkdir=1"), "{stdout}{stderr}");
+    assert!(
+        format!("{stdout}{stderr}").contains("Read-only file system"),
+        "{stdout}{stderr}"
+    );
 }

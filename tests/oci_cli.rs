@@ -216,6 +216,23 @@ fn features_and_refused_options() {
     let features = oci(&state_dir, &log, &["features"]);
     let document: serde_json::Value = serde_json::from_slice(&features.stdout).unwrap();
     assert_eq!(document["linux"]["cgroup"]["v1"], true);
+    assert_eq!(document["linux"]["cgroup"]["v2"], true);
+    let seccomp = &document["linux"]["seccomp"];
+    assert_eq!(seccomp["enabled"], true);
+    assert!(
+        seccomp["actions"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("SCMP_ACT_NOTIFY")),
+        "{seccomp}"
+    );
+    assert!(
+        seccomp["supportedFlags"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV")),
+        "{seccomp}"
+    );
     assert!(
         document["hooks"]
             .as_array()
@@ -648,6 +665,27 @@ fn pause_resume_and_update_follow_the_lifecycle() {
         .to_string();
     assert!(!oci(&state_dir, &log, &["resume", &id]).status.success());
     assert!(stderr().contains("is running, not paused"), "{}", stderr());
+    // A process exec'd into it is frozen with it: it is in the container's freezer cgroup.
+    let pid_file = work.path().join("exec.pid");
+    let execd = oci(
+        &state_dir,
+        &log,
+        &[
+            "exec",
+            "-d",
+            "--pid-file",
+            pid_file.to_str().unwrap(),
+            &id,
+            "sleep",
+            "60",
+        ],
+    );
+    assert!(execd.status.success(), "{}", stderr());
+    let exec_pid = std::fs::read_to_string(&pid_file).unwrap();
+    assert_eq!(
+        common::cgroup_v1_dir(&exec_pid, "freezer"),
+        common::cgroup_v1_dir(&pid, "freezer")
+    );
 
     assert!(
         oci(&state_dir, &log, &["pause", &id]).status.success(),
@@ -659,6 +697,8 @@ fn pause_resume_and_update_follow_the_lifecycle() {
         common::cgroup_v1_read(&pid, "freezer", "freezer.state"),
         "FROZEN"
     );
+    let exec_stat = std::fs::read_to_string(format!("/proc/{exec_pid}/stat")).unwrap();
+    assert!(exec_stat.contains(") D "), "{exec_stat}");
     assert!(
         !oci(&state_dir, &log, &["exec", &id, "true"])
             .status
@@ -680,7 +720,7 @@ fn pause_resume_and_update_follow_the_lifecycle() {
     // update: flags, and a resources file; a cgroup it had none in is made, the process moved
     // in.
     let resources = work.path().join("resources.json");
-    std::fs::write(&resources, r#"{"cpu": {"shares": 256}}"#).unwrap();
+    std::fs::write(&resources, r#"{"cpu": {"shares": 256, "cpus": "0"}}"#).unwrap();
     let updated = oci(
         &state_dir,
         &log,
@@ -710,7 +750,16 @@ fn pause_resume_and_update_follow_the_lifecycle() {
         "25000"
     );
     assert_eq!(common::cgroup_v1_read(&pid, "cpu", "cpu.shares"), "256");
+    // A new cpuset cgroup: the parent's mems, and the cpus asked for.
+    assert_eq!(common::cgroup_v1_read(&pid, "cpuset", "cpuset.cpus"), "0");
+    assert!(!common::cgroup_v1_read(&pid, "cpuset", "cpuset.mems").is_empty());
+    assert_eq!(
+        common::cgroup_v1_dir(&exec_pid, "cpuset"),
+        common::cgroup_v1_dir(&pid, "cpuset")
+    );
     let memory = common::cgroup_v1_dir(&pid, "memory");
+    let cpuset = common::cgroup_v1_dir(&pid, "cpuset");
+    let freezer = common::cgroup_v1_dir(&pid, "freezer");
     assert!(
         memory
             .file_name()
@@ -720,14 +769,19 @@ fn pause_resume_and_update_follow_the_lifecycle() {
         "{}",
         memory.display()
     );
-    std::fs::write(&resources, r#"{"blockIO": {"weight": 10}}"#).unwrap();
+    // What create refuses, update refuses, naming the field.
+    std::fs::write(&resources, r#"{"memory": {"kernel": 1048576}}"#).unwrap();
     let refused = oci(
         &state_dir,
         &log,
         &["update", "--resources", resources.to_str().unwrap(), &id],
     );
     assert!(!refused.status.success());
-    assert!(stderr().contains("linux.resources.blockIO"), "{}", stderr());
+    assert!(
+        stderr().contains("linux.resources.memory.kernel"),
+        "{}",
+        stderr()
+    );
 
     // A paused container is deleted with --force (thawed, so that SIGKILL takes).
     assert!(oci(&state_dir, &log, &["pause", &id]).status.success());
@@ -738,7 +792,9 @@ fn pause_resume_and_update_follow_the_lifecycle() {
         "{}",
         stderr()
     );
-    assert!(!memory.exists(), "{} is left", memory.display());
+    for dir in [memory, cpuset, freezer] {
+        assert!(!dir.exists(), "{} is left", dir.display());
+    }
 }
 
 #[test]

@@ -293,12 +293,12 @@ fn unimplemented_security_fields_are_refused_by_name() {
     privileged!();
     for (field, edit) in [
         (
-            "linux.seccomp",
-            json!({"linux": {"seccomp": {"defaultAction": "SCMP_ACT_ERRNO"}}}),
+            "linux.resources.rdma",
+            json!({"linux": {"resources": {"rdma": {"mlx5_0": {"hcaHandles": 1}}}}}),
         ),
         (
-            "linux.resources.blockIO",
-            json!({"linux": {"resources": {"blockIO": {"weight": 10}}}}),
+            "linux.resources.memory.kernelTCP",
+            json!({"linux": {"resources": {"memory": {"kernelTCP": 1000000}}}}),
         ),
         (
             "process.apparmorProfile",
@@ -473,4 +473,25 @@ fn runcs_default_spec_runs_under_create_and_start() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(oci(&["delete", &id]).status.success(), "{}", stderr());
+}
+
+#[test]
+fn the_umask_is_the_specs_or_runcs_default() {
+    privileged!();
+    // The launcher's own umask (077 here) never reaches the workload.
+    let umask = |bundle: &TempBundle| {
+        let output = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "umask 077; exec {} run --bundle {} -- sh -c umask",
+                env!("CARGO_BIN_EXE_accelgate"),
+                bundle.dir.path().display()
+            ))
+            .output()
+            .unwrap();
+        ok(&output).trim().to_owned()
+    };
+    let given = runnable_bundle(|spec| spec["process"]["user"]["umask"] = json!(0o027));
+    assert_eq!(umask(&given), "0027");
+    assert_eq!(umask(&runnable_bundle(|_| {})), "0022");
 }

@@ -4,13 +4,14 @@
 //! accelgate exec (launcher)              new process
 //!   pidfd of the container's process
 //!   (enter its pid namespace for children)
-//!   clone ─────────────────────────────► wait for "go"
-//!   (back to its own pid namespace)
-//!   lifecycle: created (its cgroups)
-//!   "go" ──────────────────────────────► setns(pidfd: user, mnt, ipc, uts, net, cgroup),
-//!                                        terminal, then as the first process: cwd, limits,
-//!                                        (the gate's filter, listener to the container's
-//!                                        supervisor), ids, capabilities, no_new_privs, exec
+//!   clone3 (into the cgroup2 cgroup) ──► joins its v1 cgroups (`0` to each `tasks`)
+//!   (back to its own pid namespace)      wait for "go"
+//!   lifecycle: created (the pid file)
+//!   "go" + its host pid ───────────────► setns(pidfd: user, mnt, ipc, uts, net, cgroup),
+//!                                        terminal, then as the first process: cwd, umask,
+//!                                        limits, (the gate's filter, listener to the
+//!                                        container's supervisor), the spec's seccomp
+//!                                        profile, ids, capabilities, no_new_privs, exec
 //!   read the error pipe to EOF ◄──────── a set-up or exec error, if any
 //!   detached: return its pid; else wait, forwarding signals, and return its status
 //! ```
@@ -31,6 +32,7 @@ use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
 
 use super::BootError;
+use super::cgroup_join::{CgroupFds, CgroupJoin, cgroups_joined, join_cgroups};
 use super::gate::WorkloadGate;
 use super::launch::{
     EXIT_SETUP_FAILED, FORWARDED_SIGNALS, Joined, Outcome, ensure_single_threaded, parse_failure,
@@ -38,6 +40,7 @@ use super::launch::{
 };
 use super::lifecycle::Lifecycle;
 use super::process::{Workload, exec_workload};
+use super::seccomp::{Installation, SpecFilter};
 use super::sys::clone_child;
 use super::terminal::open_terminal;
 
@@ -50,6 +53,10 @@ pub struct EnterOptions {
     pub console_socket: Option<PathBuf>,
     /// Return once the process runs, without waiting for it.
     pub detach: bool,
+    /// The container's `linux.seccomp`, compiled: installed as for its first process.
+    pub seccomp: Option<SpecFilter>,
+    /// The container's cgroups, which the process joins before it may run.
+    pub cgroups: CgroupJoin,
 }
 
 /// The namespaces of `target` this process is not in, by kind (`/proc/PID/ns` name, flag).
@@ -80,8 +87,8 @@ fn foreign_namespaces(target: Pid) -> Result<Vec<(&'static str, CloneFlags)>, Bo
     Ok(foreign)
 }
 
-/// Runs `workload` in the namespaces of `options.target`; `gate` puts it behind the sandbox's
-/// ioctl gate, `lifecycle.created` puts it in the sandbox's cgroups before it may run.
+/// Runs `workload` in the namespaces and cgroups of `options.target`; `gate` puts it behind the
+/// sandbox's ioctl gate, and `options.seccomp` under the sandbox's own profile.
 pub fn enter(
     workload: &Workload,
     options: &EnterOptions,
@@ -116,11 +123,27 @@ pub fn enter(
         })?),
         None => None,
     };
+    // Connected now too: the seccomp agent gets the listener from inside.
+    let agent = match options.seccomp.as_ref().and_then(|f| f.agent.as_ref()) {
+        Some(path) => Some(std::os::unix::net::UnixStream::connect(path).map_err(|e| {
+            BootError::Launch(format!(
+                "connect to the seccomp agent at linux.seccomp.listenerPath {}: {e}",
+                path.display()
+            ))
+        })?),
+        None => None,
+    };
     let pipe = |what: &str| {
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
             .map_err(|e| BootError::Launch(format!("{what} pipe: {e}")))
     };
     let ((go_read, go_write), (err_read, err_write)) = (pipe("sync")?, pipe("error")?);
+    let cgroups = CgroupFds::open(&options.cgroups)?;
+    let joined_pipe = if cgroups.tasks.is_empty() {
+        None
+    } else {
+        Some(pipe("cgroup")?)
+    };
     let mut watched = FORWARDED_SIGNALS.to_vec();
     watched.push(Signal::SIGCHLD);
     let watched = signal_set(&watched);
@@ -145,24 +168,33 @@ pub fn enter(
             return Err(e);
         }
     };
-    let child = {
+    let (child, joined_read) = {
         let mut go_read = Some(go_read);
         let mut err_write = Some(err_write);
         let mut gate = gate;
+        let mut agent = agent;
+        let unified = cgroups.unified;
+        let (joined_read, joined_write) = joined_pipe.unzip();
+        let mut cgroup_join = Some((cgroups.tasks, joined_write));
         let joining = Joining {
             workload,
             pidfd: &pidfd,
             namespaces: others,
             console: console.as_ref().map(AsRawFd::as_raw_fd),
+            seccomp: options.seccomp.as_ref(),
+            lifecycle: &*lifecycle,
         };
-        clone_child(
+        let cloned = clone_child(
             CloneFlags::empty(),
-            Box::new(move || {
+            unified.as_ref().map(std::os::fd::AsFd::as_fd),
+            move || {
                 let go = go_read.take().expect("the child runs once");
                 let errors = err_write.take().expect("the child runs once");
-                joining.run(go, errors, gate.take())
-            }),
-        )
+                let cgroups = cgroup_join.take().expect("the child runs once");
+                joining.run(go, errors, cgroups, gate.take(), agent.take())
+            },
+        );
+        (cloned, joined_read)
     };
     joined.leave();
     drop(console);
@@ -174,18 +206,34 @@ pub fn enter(
         }
     };
     let result = start(
-        child, workload, go_write, err_read, &watched, lifecycle, options,
+        child,
+        workload,
+        Pipes {
+            go: go_write,
+            errors: err_read,
+            joined: joined_read,
+        },
+        &watched,
+        lifecycle,
+        options,
     );
     restore(&old_mask);
     result
+}
+
+/// The launcher's ends of the pipes to the new process.
+struct Pipes {
+    go: OwnedFd,
+    errors: OwnedFd,
+    /// A byte once it is in its v1 cgroups; `None` when it has none to join.
+    joined: Option<OwnedFd>,
 }
 
 /// The launcher's side once the process exists.
 fn start(
     child: Pid,
     workload: &Workload,
-    go: OwnedFd,
-    errors: OwnedFd,
+    pipes: Pipes,
     watched: &SigSet,
     lifecycle: &mut dyn Lifecycle,
     options: &EnterOptions,
@@ -195,13 +243,21 @@ fn start(
         let _ = waitpid(child, None);
         BootError::Launch(message)
     };
+    let Pipes { go, errors, joined } = pipes;
+    if !cgroups_joined(joined) {
+        let mut report = String::new();
+        let _ = std::fs::File::from(errors).read_to_string(&mut report);
+        let message = parse_failure(&report)
+            .map_or_else(|| "join its cgroups: it died".to_owned(), |(_, m)| m);
+        return Err(abort(message));
+    }
     if let Some(score) = workload.process.oom_score_adj() {
         std::fs::write(format!("/proc/{child}/oom_score_adj"), score.to_string())
             .map_err(|e| abort(format!("process.oomScoreAdj {score}: {e}")))?;
     }
     lifecycle.created(child).map_err(abort)?;
     std::fs::File::from(go)
-        .write_all(b"go\n")
+        .write_all(format!("{child}\n").as_bytes())
         .map_err(|e| abort(format!("start the process: {e}")))?;
     let mut report = String::new();
     let _ = std::fs::File::from(errors).read_to_string(&mut report);
@@ -222,15 +278,28 @@ struct Joining<'a> {
     pidfd: &'a OwnedFd,
     namespaces: CloneFlags,
     console: Option<std::os::fd::RawFd>,
+    seccomp: Option<&'a SpecFilter>,
+    lifecycle: &'a dyn Lifecycle,
 }
 
 impl Joining<'_> {
-    /// Waits for "go", joins the namespaces and becomes the workload. Returns only when
-    /// something failed, as the exit status (also reported on `errors`).
-    fn run(&self, go: OwnedFd, errors: OwnedFd, gate: Option<WorkloadGate>) -> isize {
-        let (status, message) = match self.prepare(go) {
-            Ok(terminal) => {
-                let Err(failure) = exec_workload(self.workload, gate, terminal);
+    /// Joins the cgroups, waits for "go", joins the namespaces and becomes the workload.
+    /// Returns only when something failed, as the exit status (also reported on `errors`).
+    fn run(
+        &self,
+        go: OwnedFd,
+        errors: OwnedFd,
+        cgroups: (Vec<OwnedFd>, Option<OwnedFd>),
+        gate: Option<WorkloadGate>,
+        agent: Option<std::os::unix::net::UnixStream>,
+    ) -> isize {
+        let (status, message) = match join_cgroups(cgroups).and_then(|()| self.prepare(go)) {
+            Ok((host_pid, terminal)) => {
+                let seccomp = self.seccomp.map(|filter| Installation {
+                    filter,
+                    agent: agent.map(|socket| (socket, self.lifecycle.agent_state(host_pid))),
+                });
+                let Err(failure) = exec_workload(self.workload, gate, seccomp, terminal);
                 (failure.status, failure.message)
             }
             Err(message) => (EXIT_SETUP_FAILED, message),
@@ -239,7 +308,9 @@ impl Joining<'_> {
         status as isize
     }
 
-    fn prepare(&self, go: OwnedFd) -> Result<Option<OwnedFd>, String> {
+    /// Everything before the workload's own set-up; returns the host's pid of this process,
+    /// and the terminal's slave when it has one.
+    fn prepare(&self, go: OwnedFd) -> Result<(Pid, Option<OwnedFd>), String> {
         // A line, not to the end: this process holds a copy of the write end too.
         let mut go = std::fs::File::from(go);
         let mut byte = [0u8; 1];
@@ -252,16 +323,19 @@ impl Joining<'_> {
         {
             text.push(byte[0]);
         }
-        if text != b"go" {
-            return Err("the launcher went away before the start".into());
-        }
+        let host_pid = std::str::from_utf8(&text)
+            .ok()
+            .and_then(|text| text.parse().ok())
+            .map(Pid::from_raw)
+            .ok_or_else(|| "the launcher went away before the start".to_owned())?;
         if !self.namespaces.is_empty() {
             nix::sched::setns(self.pidfd, self.namespaces)
                 .map_err(|e| format!("join the container's namespaces: {e}"))?;
         }
-        match self.console {
-            Some(console) => open_terminal(&self.workload.process, console).map(Some),
-            None => Ok(None),
-        }
+        let terminal = match self.console {
+            Some(console) => Some(open_terminal(&self.workload.process, console)?),
+            None => None,
+        };
+        Ok((host_pid, terminal))
     }
 }

@@ -80,18 +80,37 @@ pub fn check_supported(spec: &Spec) -> Result<(), BootError> {
     if spec.vm().is_some() {
         return Err(not_supported("vm"));
     }
+    for (present, field) in [
+        (spec.windows().is_some(), "windows"),
+        (spec.solaris().is_some(), "solaris"),
+        (spec.zos().is_some(), "zos"),
+    ] {
+        if present {
+            return Err(refuse(
+                field,
+                "for another operating system; accelgate runs Linux containers",
+            ));
+        }
+    }
+    for (index, mount) in spec.mounts().iter().flatten().enumerate() {
+        for (present, name) in [
+            (mount.uid_mappings().is_some(), "uidMappings"),
+            (mount.gid_mappings().is_some(), "gidMappings"),
+        ] {
+            if present {
+                return Err(refuse(
+                    format!("mounts[{index}].{name}"),
+                    "idmapped mounts are not supported by accelgate",
+                ));
+            }
+        }
+    }
     if let Some(process) = spec.process() {
         check_process(process, "process")?;
     }
     let Some(linux) = spec.linux() else {
         return Ok(());
     };
-    if linux.seccomp().is_some() {
-        return Err(refuse(
-            "linux.seccomp",
-            "seccomp profiles from the spec are not applied yet (only the ioctl gate's filter is)",
-        ));
-    }
     if linux
         .mount_label()
         .as_deref()
@@ -144,8 +163,6 @@ pub fn check_supported(spec: &Spec) -> Result<(), BootError> {
                 "memory.checkBeforeUpdate",
                 memory.is_some_and(|m| m.check_before_update().is_some()),
             ),
-            ("cpu.cpus", cpu.is_some_and(|c| c.cpus().is_some())),
-            ("cpu.mems", cpu.is_some_and(|c| c.mems().is_some())),
             ("cpu.idle", cpu.is_some_and(|c| c.idle().is_some())),
             ("cpu.burst", cpu.is_some_and(|c| c.burst().is_some())),
             (
@@ -156,16 +173,13 @@ pub fn check_supported(spec: &Spec) -> Result<(), BootError> {
                 "cpu.realtimePeriod",
                 cpu.is_some_and(|c| c.realtime_period().is_some()),
             ),
-            ("blockIO", resources.block_io().is_some()),
-            ("hugepageLimits", resources.hugepage_limits().is_some()),
             ("network", resources.network().is_some()),
             ("rdma", resources.rdma().is_some()),
-            ("unified", resources.unified().is_some()),
         ];
         if let Some((name, _)) = set.iter().find(|(_, present)| *present) {
             return Err(refuse(
                 format!("linux.resources.{name}"),
-                "not applied yet (devices, memory, pids and cpu shares/quota/period are)",
+                "not applied (docs/run.md lists the resources that are)",
             ));
         }
     }
@@ -280,20 +294,16 @@ mod tests {
     fn unimplemented_fields_are_named() {
         let cases = [
             (
-                serde_json::json!({"linux": {"seccomp": {"defaultAction": "SCMP_ACT_ALLOW"}}}),
-                "linux.seccomp",
-            ),
-            (
                 serde_json::json!({"linux": {"resources": {"memory": {"kernel": 1000000}}}}),
                 "linux.resources.memory.kernel",
             ),
             (
-                serde_json::json!({"linux": {"resources": {"cpu": {"cpus": "0-1"}}}}),
-                "linux.resources.cpu.cpus",
+                serde_json::json!({"linux": {"resources": {"cpu": {"idle": 1}}}}),
+                "linux.resources.cpu.idle",
             ),
             (
-                serde_json::json!({"linux": {"resources": {"blockIO": {"weight": 10}}}}),
-                "linux.resources.blockIO",
+                serde_json::json!({"linux": {"resources": {"network": {"classID": 10}}}}),
+                "linux.resources.network",
             ),
             (
                 serde_json::json!({"process": {"cwd": "/", "user": {"uid": 0, "gid": 0}, "apparmorProfile": "x"}}),
@@ -302,6 +312,15 @@ mod tests {
             (
                 serde_json::json!({"linux": {"intelRdt": {"closID": "x"}}}),
                 "linux.intelRdt",
+            ),
+            (
+                serde_json::json!({"mounts": [{"destination": "/m", "type": "bind", "source": "/tmp",
+                    "uidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}]}]}),
+                "mounts[0].uidMappings",
+            ),
+            (
+                serde_json::json!({"windows": {"layerFolders": []}}),
+                "windows",
             ),
             (
                 serde_json::json!({"linux": {"namespaces": [{"type": "mount", "path": "/proc/1/ns/mnt"}]}}),

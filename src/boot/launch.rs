@@ -36,9 +36,11 @@ use oci_spec::runtime::{LinuxNamespaceType, LinuxPersonalityDomain, Spec};
 
 use super::BootError;
 use super::bundle::required_process;
+use super::cgroup_join::{CgroupFds, CgroupJoin, cgroups_joined, join_cgroups};
 use super::gate::{GateProcess, GateReport, WorkloadGate};
 use super::lifecycle::Lifecycle;
 use super::process::{Workload, exec_workload};
+use super::seccomp::{Installation, SpecFilter};
 use super::sys::{clone_child, join_session_keyring};
 use super::terminal::open_terminal;
 use crate::plan::SandboxPlan;
@@ -73,6 +75,11 @@ pub struct LaunchOptions {
     pub console_socket: Option<PathBuf>,
     /// Descriptors 3 to 3 + N - 1 the workload keeps (runc's `--preserve-fds`).
     pub preserve_fds: u32,
+    /// `linux.seccomp`, compiled by the runtime: installed by the workload on top of the ioctl
+    /// gate's filter.
+    pub seccomp: Option<SpecFilter>,
+    /// The sandbox's cgroups, made by the runtime before the launch.
+    pub cgroups: CgroupJoin,
 }
 
 /// Where the sandbox's ioctl gate is served.
@@ -360,6 +367,16 @@ pub fn launch(
         })?),
         None => None,
     };
+    // Connected now too, for the same reason: the seccomp agent gets the listener from inside.
+    let agent = match options.seccomp.as_ref().and_then(|f| f.agent.as_ref()) {
+        Some(path) => Some(std::os::unix::net::UnixStream::connect(path).map_err(|e| {
+            BootError::Launch(format!(
+                "connect to the seccomp agent at linux.seccomp.listenerPath {}: {e}",
+                path.display()
+            ))
+        })?),
+        None => None,
+    };
     let namespaces = Namespaces::of(spec);
     let flags = namespaces.flags;
     let process = required_process(spec)?.clone();
@@ -390,6 +407,17 @@ pub fn launch(
         }
     };
     let pipes = pipe("sync").and_then(|go| Ok((go, pipe("error")?)));
+    // The sandbox's process tells the launcher it is in its v1 cgroups before the lifecycle's
+    // `created` (hooks see it there).
+    let pipes = pipes.and_then(|(go, errors)| {
+        let cgroups = CgroupFds::open(&options.cgroups)?;
+        let joined = if cgroups.tasks.is_empty() {
+            None
+        } else {
+            Some(pipe("cgroup")?)
+        };
+        Ok((go, errors, cgroups, joined))
+    });
 
     // Block the signals to forward (and SIGCHLD) before the child exists, so none is lost; the
     // child inherits the mask and the workload clears it just before exec.
@@ -400,16 +428,17 @@ pub fn launch(
     let blocked = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&watched), Some(&mut old_mask))
         .map_err(|e| BootError::Launch(format!("sigprocmask: {e}")));
     let was_blocked = blocked.is_ok();
-    let ((go_read, go_write), (err_read, err_write)) = match blocked.and(pipes) {
-        Ok(pipes) => pipes,
-        Err(e) => {
-            if was_blocked {
-                let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old_mask), None);
+    let ((go_read, go_write), (err_read, err_write), cgroups, joined_pipe) =
+        match blocked.and(pipes) {
+            Ok(pipes) => pipes,
+            Err(e) => {
+                if was_blocked {
+                    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old_mask), None);
+                }
+                abort_gate(gate);
+                return Err(e);
             }
-            abort_gate(gate);
-            return Err(e);
-        }
-    };
+        };
     let joined = match Joined::enter(&namespaces.join) {
         Ok(joined) => joined,
         Err(e) => {
@@ -423,6 +452,10 @@ pub fn launch(
         let mut go_read = Some(go_read);
         let mut err_write = Some(err_write);
         let mut workload_gate = workload_gate;
+        let mut agent = agent;
+        let unified = cgroups.unified;
+        let (joined_read, joined_write) = joined_pipe.unzip();
+        let mut cgroup_join = Some((cgroups.tasks, joined_write));
         let sandbox = Sandbox {
             plan,
             process: &process,
@@ -431,18 +464,29 @@ pub fn launch(
             options: &apply_options,
             barrier: barrier.as_ref().map(std::os::fd::AsRawFd::as_raw_fd),
             console: console.as_ref().map(std::os::fd::AsRawFd::as_raw_fd),
+            seccomp: options.seccomp.as_ref(),
             lifecycle: &*lifecycle,
         };
         // The launcher's copies of what the closure holds close when it is dropped here.
-        clone_child(
+        let cloned = clone_child(
             flags,
-            Box::new(move || {
+            unified.as_ref().map(std::os::fd::AsFd::as_fd),
+            move || {
                 let go = go_read.take().expect("the child runs once");
                 let errors = err_write.take().expect("the child runs once");
-                sandbox.run(go, errors, workload_gate.take())
-            }),
-        )
+                let (tasks, joined) = cgroup_join.take().expect("the child runs once");
+                sandbox.run(
+                    go,
+                    errors,
+                    (tasks, joined),
+                    workload_gate.take(),
+                    agent.take(),
+                )
+            },
+        );
+        (cloned, joined_read)
     };
+    let (child, joined_read) = child;
     joined.leave();
     let child = match child {
         Ok(pid) => pid,
@@ -454,7 +498,16 @@ pub fn launch(
     };
     let detached = options.barrier.is_some();
     let result = supervise(
-        child, spec, go_write, err_read, &watched, lifecycle, detached,
+        child,
+        spec,
+        Pipes {
+            go: go_write,
+            errors: err_read,
+            joined: joined_read,
+        },
+        &watched,
+        lifecycle,
+        detached,
     );
     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old_mask), None);
     match result {
@@ -469,12 +522,19 @@ pub fn launch(
     }
 }
 
+/// The launcher's ends of the pipes to the sandbox's process.
+struct Pipes {
+    go: OwnedFd,
+    errors: OwnedFd,
+    /// A byte once it is in its v1 cgroups; `None` when it has none to join.
+    joined: Option<OwnedFd>,
+}
+
 /// The launcher's side once the child exists.
 fn supervise(
     child: Pid,
     spec: &Spec,
-    go: OwnedFd,
-    errors: OwnedFd,
+    pipes: Pipes,
     watched: &SigSet,
     lifecycle: &mut dyn Lifecycle,
     detached: bool,
@@ -484,6 +544,14 @@ fn supervise(
         let _ = waitpid(child, None);
         BootError::Launch(message)
     };
+    let Pipes { go, errors, joined } = pipes;
+    if !cgroups_joined(joined) {
+        let mut report = String::new();
+        let _ = std::fs::File::from(errors).read_to_string(&mut report);
+        let message = parse_failure(&report)
+            .map_or_else(|| "join its cgroups: it died".to_owned(), |(_, m)| m);
+        return Err(abort(message));
+    }
     if let Some(linux) = spec.linux() {
         if linux
             .namespaces()
@@ -587,19 +655,32 @@ struct Sandbox<'a> {
     options: &'a ApplyOptions,
     barrier: Option<std::os::fd::RawFd>,
     console: Option<std::os::fd::RawFd>,
+    seccomp: Option<&'a SpecFilter>,
     lifecycle: &'a dyn Lifecycle,
 }
 
 impl Sandbox<'_> {
     /// The sandbox's process: waits for "go", builds the filesystem and becomes the workload.
     /// Returns only when something failed, as the exit status (also reported on `errors`).
-    fn run(&self, go: OwnedFd, errors: OwnedFd, gate: Option<WorkloadGate>) -> isize {
+    fn run(
+        &self,
+        go: OwnedFd,
+        errors: OwnedFd,
+        cgroups: (Vec<OwnedFd>, Option<OwnedFd>),
+        gate: Option<WorkloadGate>,
+        agent: Option<std::os::unix::net::UnixStream>,
+    ) -> isize {
         let mut errors = Some(std::fs::File::from(errors));
-        let (status, message) = match self.prepare(go) {
+        let (status, message) = match join_cgroups(cgroups).and_then(|()| self.prepare(go)) {
             Ok((host_pid, terminal)) => match self.wait_for_start(&mut errors) {
                 Ok(()) => match self.lifecycle.starting(host_pid) {
                     Ok(()) => {
-                        let Err(failure) = exec_workload(self.workload, gate, terminal);
+                        let seccomp = self.seccomp.map(|filter| Installation {
+                            filter,
+                            agent: agent
+                                .map(|socket| (socket, self.lifecycle.agent_state(host_pid))),
+                        });
+                        let Err(failure) = exec_workload(self.workload, gate, seccomp, terminal);
                         (failure.status, failure.message)
                     }
                     Err(message) => (EXIT_SETUP_FAILED, message),

@@ -11,6 +11,10 @@ pub trait Lifecycle {
     /// In the sandbox, after `pivot_root`, just before the workload is executed; `pid` is the
     /// host's view of it. An error stops the launch.
     fn starting(&self, pid: Pid) -> Result<(), String>;
+    /// In the sandbox, once the spec's seccomp filter is installed: the container process state
+    /// (runtime-spec "Container Process State") that goes with its listener to the seccomp agent
+    /// at `linux.seccomp.listenerPath`; `pid` is the host's view of the process.
+    fn agent_state(&self, pid: Pid) -> String;
     /// In the launcher: the workload was executed.
     fn started(&mut self, pid: Pid);
 }

@@ -5,7 +5,9 @@
 //! Settings come from flags ([`BootConfig`]) and `dev.accelgate.*` annotations; the rules and
 //! the JSON schema are documented in `docs/plan.md`.
 
+mod abi;
 mod bundle;
+mod cgroup_join;
 mod cgroups;
 mod compile;
 mod config;
@@ -25,11 +27,13 @@ mod mounts;
 mod options;
 mod paths;
 mod process;
+mod seccomp;
 mod sys;
 mod terminal;
 mod tpu;
 
 pub use bundle::Bundle;
+pub use cgroup_join::CgroupJoin;
 pub use cgroups::CgroupLayout;
 pub use compile::{HostSnapshot, compile};
 pub use config::{
@@ -56,6 +60,8 @@ pub use lifecycle::Lifecycle;
 pub use options::known_options as mount_options;
 pub use paths::clean_absolute;
 pub use process::{Workload, rlimit_resource};
+pub use seccomp::SpecFilter;
+pub use sys::BPF_MAXINSNS;
 
 /// The reasons rules fired, kept for the plan and logged at debug level as they happen.
 #[derive(Debug, Default)]

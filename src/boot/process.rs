@@ -13,6 +13,7 @@ use oci_spec::runtime::{Capabilities, Process};
 
 use super::executable::{DEFAULT_PATH, resolve_executable};
 use super::gate::WorkloadGate;
+use super::seccomp::Installation;
 use super::sys::cloexec_from;
 use super::terminal::take_terminal;
 use crate::plan::{PlannedRlimit, SandboxPlan};
@@ -146,13 +147,20 @@ impl Workload {
 ///
 /// Order matters: the working directory is entered and checked first (it must resolve inside
 /// the container: CVE-2024-21626 reached the host through a leaked fd as cwd), then limits, the
-/// bounding set (after a new session: the terminal, when there is one), the ioctl gate's filter (while `CAP_SYS_ADMIN` still allows it without
-/// `no_new_privs`, so that a spec that wants setuid programs to work keeps them), groups and ids
-/// (keeping capabilities across the id change), the capability sets, `no_new_privs`, every fd
-/// but stdio marked close-on-exec, and exec.
+/// bounding set (after a new session: the terminal, when there is one), the ioctl gate's filter
+/// (while `CAP_SYS_ADMIN` still allows it without `no_new_privs`, so that a spec that wants
+/// setuid programs to work keeps them), groups and ids (keeping capabilities across the id
+/// change), the capability sets, `no_new_privs`, every fd but stdio marked close-on-exec, and
+/// exec.
+///
+/// The spec's seccomp filter goes on top of the gate's, as late as it can, as runc puts it:
+/// with `no_new_privs`, just before exec, so that the profile need allow little more than
+/// `execve`; without, right after the gate's, while `CAP_SYS_ADMIN` allows it, so that the
+/// profile must allow the set-up calls that follow (`setresuid`, `capset`, `prctl`, ...).
 pub fn exec_workload(
     workload: &Workload,
     gate: Option<WorkloadGate>,
+    seccomp: Option<Installation<'_>>,
     terminal: Option<OwnedFd>,
 ) -> Result<Infallible, ExecFailure> {
     let setup = |what: &str, e: &dyn std::fmt::Display| failure(125, format!("{what}: {e}"));
@@ -169,6 +177,9 @@ pub fn exec_workload(
             ),
         ));
     }
+    // runc's default when the spec gives none.
+    let umask = process.user().umask().unwrap_or(0o022);
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(umask));
     for limit in &workload.rlimits {
         let resource = rlimit_resource(&limit.kind)
             .ok_or_else(|| failure(125, format!("unknown rlimit {}", limit.kind)))?;
@@ -216,6 +227,13 @@ pub fn exec_workload(
         gate.install()
             .map_err(|e| failure(125, format!("ioctl gate: {e}")))?;
     }
+    let no_new_privileges = process.no_new_privileges().unwrap_or(false);
+    let mut seccomp = seccomp;
+    if !no_new_privileges {
+        if let Some(filter) = seccomp.take() {
+            filter.install().map_err(|e| failure(125, e))?;
+        }
+    }
     nix::sys::prctl::set_keepcaps(true).map_err(|e| setup("PR_SET_KEEPCAPS", &e))?;
     let groups: Vec<Gid> = user
         .additional_gids()
@@ -262,7 +280,7 @@ pub fn exec_workload(
             }
         }
     }
-    if process.no_new_privileges().unwrap_or(false) {
+    if no_new_privileges {
         nix::sys::prctl::set_no_new_privs().map_err(|e| setup("PR_SET_NO_NEW_PRIVS", &e))?;
     }
     nix::sys::signal::sigprocmask(
@@ -278,6 +296,10 @@ pub fn exec_workload(
     let executable = workload.resolved_executable()?;
     let path = CString::new(executable.as_os_str().as_encoded_bytes())
         .map_err(|_| failure(125, "a NUL byte in the executable path".into()))?;
+    // Last, once the executable is found: the profile need not allow the lookup.
+    if let Some(filter) = seccomp {
+        filter.install().map_err(|e| failure(125, e))?;
+    }
     let Err(errno) = nix::unistd::execve(&path, &args, &env);
     let name = executable.display().to_string();
     let status = if errno == nix::errno::Errno::ENOENT {

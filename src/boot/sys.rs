@@ -1,27 +1,63 @@
-//! Process creation for the launcher: `clone` into new namespaces, `fork` and `signal`, the
-//! calls `nix` marks unsafe, and `close_range`, which it does not wrap.
+//! Process creation for the launcher: `clone3` into new namespaces and a cgroup, `fork` and
+//! `signal`, the calls `nix` marks unsafe, and `close_range` and `seccomp`, which it does not
+//! wrap.
 #![allow(unsafe_code)]
+
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::sched::CloneFlags;
 use nix::sys::signal::Signal;
 use nix::unistd::{ForkResult, Pid};
 
-/// The child's stack. It runs all of sandbox setup (mounts, device nodes, process set-up), so
-/// it gets a normal thread's worth; the pages are only touched as used.
-const CHILD_STACK: usize = 8 << 20;
+use super::abi::{CLONE_INTO_CGROUP, CloneArgs};
+use crate::supervisor::abi::{
+    SECCOMP_FILTER_FLAG_NEW_LISTENER, SECCOMP_SET_MODE_FILTER, SockFilter,
+};
 
-/// Starts `child` in a new process with `flags` (new namespaces). The child gets a copy of the
-/// address space (no `CLONE_VM`), so the stack buffer and everything `child` borrows are its own
-/// copies; its exit status is the closure's return value.
+/// Starts `child` in a new process with `flags` (new namespaces) and, with `cgroup`, in that
+/// cgroup2 directory from its first instruction (`clone3` with `CLONE_INTO_CGROUP`: no
+/// migration, which would wait for an RCU grace period). The child is a copy of this process,
+/// as with `fork`: it runs `child` on its own copy of the stack and heap and exits with the
+/// closure's return value.
 ///
-/// The caller must be single-threaded (the launcher checks): after `clone` only the calling
+/// The caller must be single-threaded (the launcher checks): after `clone3` only the calling
 /// thread exists in the child, and any lock another thread held would stay held.
-pub fn clone_child(flags: CloneFlags, child: Box<dyn FnMut() -> isize + '_>) -> nix::Result<Pid> {
-    let mut stack = vec![0u8; CHILD_STACK];
-    // SAFETY: without CLONE_VM the child runs `child` on its own copy of `stack` and of the
-    // heap, so nothing is shared with the parent; the launcher guarantees a single-threaded
-    // caller (`ensure_single_threaded`), which makes the copied process state consistent.
-    unsafe { nix::sched::clone(child, &mut stack, flags, Some(Signal::SIGCHLD as i32)) }
+pub fn clone_child(
+    flags: CloneFlags,
+    cgroup: Option<BorrowedFd<'_>>,
+    mut child: impl FnMut() -> isize,
+) -> nix::Result<Pid> {
+    let mut args = CloneArgs {
+        flags: flags.bits() as u64,
+        exit_signal: Signal::SIGCHLD as u64,
+        ..Default::default()
+    };
+    if let Some(cgroup) = cgroup {
+        args.flags |= CLONE_INTO_CGROUP;
+        // fds are non-negative.
+        args.cgroup = cgroup.as_raw_fd() as u64;
+    }
+    // SAFETY: `args` is a `clone_args` of the size passed, which the kernel reads before
+    // returning; without CLONE_VM and with no stack given, the child gets a copy of this
+    // process's memory, stack included, as after `fork`, and the launcher guarantees a
+    // single-threaded caller (`ensure_single_threaded`), so the copied state is consistent.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &mut args as *mut CloneArgs,
+            size_of::<CloneArgs>(),
+        )
+    };
+    match ret {
+        ..0 => Err(nix::errno::Errno::last()),
+        0 => {
+            let status = child();
+            // SAFETY: `_exit` ends this process at once, running nothing of the parent's
+            // copied state (no atexit handlers, no buffered output of the launcher's).
+            unsafe { libc::_exit(status as libc::c_int) }
+        }
+        pid => Ok(Pid::from_raw(pid as libc::pid_t)),
+    }
 }
 
 /// `fork`, for the launcher to start the ioctl gate's supervisor.
@@ -76,4 +112,57 @@ pub fn join_session_keyring(name: &std::ffi::CStr) -> std::io::Result<bool> {
     } else {
         Err(error)
     }
+}
+
+/// `BPF_MAXINSNS` (`linux/bpf_common.h`): the longest classic BPF program the kernel takes.
+pub const BPF_MAXINSNS: usize = 4096;
+
+/// `struct sock_fprog`.
+#[repr(C)]
+struct SockFprog {
+    len: u16,
+    filter: *const SockFilter,
+}
+
+/// Installs `program` as a seccomp filter on this thread with `flags`
+/// (`SECCOMP_SET_MODE_FILTER`); returns the listener when `flags` has `NEW_LISTENER`.
+///
+/// The caller has set `no_new_privs` or holds `CAP_SYS_ADMIN`.
+pub fn install_seccomp_filter(
+    program: &[SockFilter],
+    flags: u32,
+) -> std::io::Result<Option<OwnedFd>> {
+    if program.is_empty() || program.len() > BPF_MAXINSNS {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!(
+                "a filter of {} instructions (1 to {BPF_MAXINSNS})",
+                program.len()
+            ),
+        ));
+    }
+    let fprog = SockFprog {
+        // Checked above: at most BPF_MAXINSNS.
+        len: program.len() as u16,
+        filter: program.as_ptr(),
+    };
+    // SAFETY: `fprog` describes `program`, whose length was checked, and both outlive the
+    // call; the kernel copies the program before returning.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            SECCOMP_SET_MODE_FILTER,
+            flags,
+            &fprog as *const SockFprog,
+        )
+    };
+    if ret < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if flags & SECCOMP_FILTER_FLAG_NEW_LISTENER == 0 {
+        return Ok(None);
+    }
+    // SAFETY: with NEW_LISTENER, a successful seccomp() returns a new fd that nothing else
+    // owns.
+    Ok(Some(unsafe { OwnedFd::from_raw_fd(ret as RawFd) }))
 }

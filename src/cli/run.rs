@@ -25,8 +25,9 @@ Examples:
 Needs root. The workload runs as pid 1 of new mount, pid, ipc and uts namespaces (network, user
 and cgroup ones when the spec lists them, or those given by path), as with runc: SIGINT,
 SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 are forwarded to it, and like any pid 1 it gets
-only those it has a handler for. A cgroup v1 device cgroup lets it open only its planned
-device nodes; the spec's hooks run at their points; spec fields accelgate does not implement
+only those it has a handler for. Its cgroups (v1, v2 or hybrid hosts) let it open only its
+planned device nodes and hold its limits; the spec's seccomp profile goes on top of the ioctl
+gate's filter; the spec's hooks run at their points; spec fields accelgate does not implement
 are refused by name (docs/run.md).
 
 When the sandbox gets TPUs or GPUs (or --simulate), its gasket, VFIO and NVIDIA ioctls go

@@ -9,10 +9,10 @@ use oci_spec::runtime::{LinuxCpu, LinuxPids, LinuxResources};
 
 use super::oci::Globals;
 
-/// Change a running container's memory, pids and cpu limits
+/// Change a running container's limits (memory, pids, cpu, and any linux.resources from a file)
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Flags win over the file. Sizes are bytes, or a number with k, m or g (1024-based); -1 is no limit.\nOther resources (devices, cpuset, blkio, hugetlb, unified) are refused by name."
+    after_help = "Flags win over the file. Sizes are bytes, or a number with k, m or g (1024-based); -1 is no limit.\nThe file's resources are written as create writes them (cpuset, blockIO, hugepageLimits, unified on cgroup v2 too); devices, and what create refuses, are refused by name."
 )]
 pub struct UpdateArgs {
     /// linux.resources as JSON, from FILE or - (stdin)

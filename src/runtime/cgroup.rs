@@ -1,14 +1,15 @@
-//! One cgroup v1 controller's cgroup for a sandbox: made (or joined), written, joined by the
-//! sandbox's process, and removed as far as the sandbox made it.
+//! One cgroup of a sandbox, in one hierarchy (a v1 controller's, or cgroup v2's): made (or
+//! joined), written, joined by the sandbox's process, and removed as far as the sandbox made
+//! it.
 
-use std::io;
 use std::path::{Path, PathBuf};
 
 use nix::unistd::Pid;
 
 use super::RuntimeError;
+use crate::boot::CgroupJoin;
 
-/// A cgroup in one v1 hierarchy; kept in a container's state until `delete`.
+/// A cgroup in one hierarchy; kept in a container's state until `delete`.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct Cgroup {
     path: PathBuf,
@@ -16,38 +17,36 @@ pub struct Cgroup {
 }
 
 impl Cgroup {
-    /// Makes the cgroup `relative` under `root` (or takes the existing one, which is then left
-    /// in place at the end) and writes each `(file, value)` of `writes` in order.
-    pub fn create(
-        root: &Path,
-        relative: &Path,
-        writes: &[(String, String)],
-    ) -> Result<Self, RuntimeError> {
-        let path = root.join(relative.strip_prefix("/").unwrap_or(relative));
-        let error = |what: String, source: io::Error| RuntimeError::Cgroup {
-            path: path.clone(),
-            what,
-            source,
-        };
+    /// Makes the cgroup `path` (from the hierarchy's root) under the hierarchy mounted at
+    /// `root`, or takes the existing one, which is then left in place at the end.
+    pub fn make(root: &Path, path: &Path) -> Result<Self, RuntimeError> {
+        let path = root.join(path.strip_prefix("/").unwrap_or(path));
         // The directories this makes, deepest first, to remove at the end.
         let created: Vec<PathBuf> = path
             .ancestors()
             .take_while(|dir| *dir != root && !dir.exists())
             .map(Path::to_path_buf)
             .collect();
-        std::fs::create_dir_all(&path).map_err(|e| error("create".into(), e))?;
-        let cgroup = Self {
+        std::fs::create_dir_all(&path).map_err(|source| RuntimeError::Cgroup {
             path: path.clone(),
-            created,
-        };
-        for (file, value) in writes {
-            if let Err(e) = std::fs::write(path.join(file), value) {
-                let failure = error(format!("write {value:?} to {file}"), e);
-                cgroup.remove();
-                return Err(failure);
-            }
-        }
-        Ok(cgroup)
+            what: "create".into(),
+            source,
+        })?;
+        Ok(Self { path, created })
+    }
+
+    /// The directories this made, outermost first.
+    pub fn made(&self) -> impl Iterator<Item = &Path> {
+        self.created.iter().rev().map(PathBuf::as_path)
+    }
+
+    /// Writes `value` to the cgroup's `file` for the spec's `field`.
+    pub fn write(&self, file: &str, value: &str, field: &str) -> Result<(), RuntimeError> {
+        std::fs::write(self.path.join(file), value).map_err(|source| RuntimeError::Cgroup {
+            path: self.path.clone(),
+            what: format!("{field}: write {value:?} to {file}"),
+            source,
+        })
     }
 
     /// The processes in the cgroup.
@@ -59,12 +58,13 @@ impl Cgroup {
             .collect()
     }
 
-    /// Moves `pid` into the cgroup.
-    pub fn add(&self, pid: Pid) -> Result<(), RuntimeError> {
+    /// Moves the running process `pid` in (`update`, into a cgroup made after the container's
+    /// processes; a new process joins its cgroups itself, see [`join`]).
+    pub fn move_process(&self, pid: Pid) -> Result<(), RuntimeError> {
         std::fs::write(self.path.join("cgroup.procs"), pid.to_string()).map_err(|source| {
             RuntimeError::Cgroup {
                 path: self.path.clone(),
-                what: format!("add process {pid}"),
+                what: format!("move process {pid} in"),
                 source,
             }
         })
@@ -98,4 +98,19 @@ impl Cgroup {
             }
         }
     }
+}
+
+/// How a new process joins `cgroups` (a container's, for `exec`): a v1 cgroup by its `tasks`
+/// file, the cgroup2 one, which has none, from its clone.
+pub fn join(cgroups: &[Cgroup]) -> CgroupJoin {
+    let mut join = CgroupJoin::default();
+    for cgroup in cgroups {
+        let tasks = cgroup.path.join("tasks");
+        if tasks.exists() {
+            join.tasks.push(tasks);
+        } else {
+            join.unified = Some(cgroup.path.clone());
+        }
+    }
+    join
 }

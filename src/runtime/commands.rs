@@ -73,6 +73,7 @@ pub fn create(
             },
         });
     }
+    let seccomp = super::run::spec_filter(&bundle.spec, options.gate.is_some())?;
     let id = plan.container_id.clone();
     let _lock = root.lock()?;
     let dir = root.dir(&id)?;
@@ -100,9 +101,18 @@ pub fn create(
             what: "mkfifo".into(),
             source: e.into(),
         })
-        .and_then(|()| Around::new(bundle, plan, &hooks));
-    let mut lifecycle = match made {
-        Ok(lifecycle) => lifecycle,
+        .and_then(|()| Around::new(bundle, plan, &hooks))
+        .and_then(|mut lifecycle| match lifecycle.make_cgroups() {
+            Ok(join) => Ok((lifecycle, join)),
+            Err(e) => {
+                for cgroup in lifecycle.cgroups.drain(..) {
+                    cgroup.remove();
+                }
+                Err(e)
+            }
+        });
+    let (mut lifecycle, cgroups) = match made {
+        Ok(made) => made,
         Err(e) => {
             let _ = std::fs::remove_dir_all(&dir);
             return Err(e);
@@ -138,6 +148,8 @@ pub fn create(
         barrier: Some(fifo),
         console_socket: options.console_socket,
         preserve_fds: options.preserve_fds,
+        seccomp,
+        cgroups,
     };
     let launched = launch(
         plan,
@@ -187,6 +199,11 @@ pub fn create(
         annotations: bundle.spec.annotations().clone().unwrap_or_default(),
         cgroups,
         gate: gate.clone(),
+        seccomp: bundle
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.seccomp().clone()),
     };
     let saved = root
         .save(&container)

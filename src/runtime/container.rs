@@ -144,6 +144,10 @@ pub struct Container {
     /// The ioctl gate's service, when its accelerators are behind the gate.
     #[serde(default)]
     pub gate: Option<GateRecord>,
+    /// The spec's `linux.seccomp` as `create` found it: every process exec'd into the
+    /// container gets it too, whatever the bundle says later (as runc keeps its config).
+    #[serde(default)]
+    pub seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
 }
 
 /// A container's ioctl gate service: the process that serves its listeners (first and
@@ -229,6 +233,7 @@ mod tests {
             annotations: HashMap::new(),
             cgroups: Vec::new(),
             gate: None,
+            seccomp: None,
         };
         std::fs::create_dir(root.dir("c1").unwrap()).unwrap();
         root.save(&container).unwrap();

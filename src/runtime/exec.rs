@@ -1,6 +1,7 @@
 //! `exec`: another process in a created or running container, in all of its namespaces and
-//! cgroups, set up like the first one (capabilities, limits, `no_new_privs`, user), and behind
-//! the same ioctl gate (its listener goes to the container's gate service).
+//! cgroups, set up like the first one (capabilities, limits, `no_new_privs`, user), behind the
+//! same ioctl gate (its listener goes to the container's gate service) and under the spec's
+//! seccomp profile, as runc applies it to the processes it execs.
 
 use std::path::{Path, PathBuf};
 
@@ -8,10 +9,11 @@ use nix::unistd::Pid;
 use oci_spec::runtime::{Capability, Process};
 
 use super::RuntimeError;
-use super::cgroup::Cgroup;
+use super::cgroup;
 use super::commands::write_pid_file;
 use super::container::{GATE_SOCKET, StateRoot};
-use super::state::Status;
+use super::seccomp::compile as compile_seccomp;
+use super::state::{State, Status};
 use crate::boot::{Bundle, EnterOptions, Lifecycle, Outcome, Workload, enter, join_gate};
 
 /// What `exec` runs, as runc's flags say it.
@@ -179,17 +181,17 @@ impl ExecRequest {
     }
 }
 
-/// The runtime's side of an exec: the container's cgroups, and the pid file.
+/// The runtime's side of an exec: the pid file, and what a seccomp agent is told.
 struct Joining<'a> {
-    cgroups: &'a [Cgroup],
     pid_file: Option<&'a Path>,
+    /// The container's state, as the agent gets it with an exec'd process's listener.
+    state: State,
+    /// `linux.seccomp.listenerMetadata`.
+    agent_metadata: Option<String>,
 }
 
 impl Lifecycle for Joining<'_> {
     fn created(&mut self, pid: Pid) -> Result<(), String> {
-        for cgroup in self.cgroups {
-            cgroup.add(pid).map_err(|e| crate::pci::error_chain(&e))?;
-        }
         if let Some(path) = self.pid_file {
             write_pid_file(path, pid).map_err(|e| crate::pci::error_chain(&e))?;
         }
@@ -198,6 +200,11 @@ impl Lifecycle for Joining<'_> {
 
     fn starting(&self, _pid: Pid) -> Result<(), String> {
         Ok(())
+    }
+
+    fn agent_state(&self, pid: Pid) -> String {
+        self.state
+            .agent_message(pid.as_raw(), self.agent_metadata.as_deref())
     }
 
     fn started(&mut self, _pid: Pid) {}
@@ -241,18 +248,30 @@ pub fn exec(
     }
     let workload = Workload::joining(&process, options.preserve_fds)
         .map_err(|reason| invalid("exec", reason))?;
+    // Compiled as for the first process, with the same refusals under the gate.
+    let seccomp = container
+        .seccomp
+        .as_ref()
+        .map(|seccomp| compile_seccomp(seccomp, container.gate.is_some()))
+        .transpose()?;
     let gate = match &container.gate {
         Some(_) => Some(join_gate(&dir.join(GATE_SOCKET))?),
         None => None,
     };
     let mut joining = Joining {
-        cgroups: &container.cgroups,
         pid_file: options.pid_file.as_deref(),
+        state: container.state(),
+        agent_metadata: container
+            .seccomp
+            .as_ref()
+            .and_then(|s| s.listener_metadata().clone()),
     };
     let enter_options = EnterOptions {
         target: Pid::from_raw(container.pid),
         console_socket: options.console_socket.clone(),
         detach: options.detach,
+        seccomp,
+        cgroups: cgroup::join(&container.cgroups),
     };
     Ok(enter(&workload, &enter_options, gate, &mut joining)?)
 }

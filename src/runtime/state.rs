@@ -65,7 +65,34 @@ impl State {
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
     }
+
+    /// The container process state a seccomp agent gets with the listener, the one fd sent
+    /// (runtime-spec config-linux.md, "Container Process State"; the framing runc sends), for
+    /// the process `pid` (the container's first, or one exec'd into it).
+    pub fn agent_message(&self, pid: i32, metadata: Option<&str>) -> String {
+        #[derive(Serialize)]
+        struct ProcessState<'a> {
+            #[serde(rename = "ociVersion")]
+            oci_version: &'static str,
+            fds: [&'static str; 1],
+            pid: i32,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            metadata: Option<&'a str>,
+            state: &'a State,
+        }
+        serde_json::to_string(&ProcessState {
+            oci_version: OCI_VERSION,
+            fds: [SECCOMP_FD],
+            pid,
+            metadata,
+            state: self,
+        })
+        .unwrap_or_default()
+    }
 }
+
+/// The name the process state gives the seccomp listener in `fds`.
+const SECCOMP_FD: &str = "seccompFd";
 
 #[cfg(test)]
 mod tests {
@@ -78,6 +105,10 @@ mod tests {
         assert_eq!(
             state.to_json(),
             r#"{"ociVersion":"1.2.0","id":"c1","status":"creating","pid":42,"bundle":"/b"}"#
+        );
+        assert_eq!(
+            state.agent_message(42, Some("m")),
+            r#"{"ociVersion":"1.2.0","fds":["seccompFd"],"pid":42,"metadata":"m","state":{"ociVersion":"1.2.0","id":"c1","status":"creating","pid":42,"bundle":"/b"}}"#
         );
     }
 }
