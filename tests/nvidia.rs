@@ -285,3 +285,75 @@ fn copy_tree(from: &Path, to: &Path) {
         .unwrap();
     assert!(status.success());
 }
+
+#[test]
+fn processes_execd_into_a_gpu_container_are_gated_by_its_service() {
+    privileged!();
+    let bundle = probe_bundle(|spec| {
+        spec["process"]["args"] = serde_json::json!(["/bin/sleep", "60"]);
+    });
+    let state = tempfile::tempdir().unwrap();
+    let state_dir = state.path().display().to_string();
+    let dir = bundle.dir.path().display().to_string();
+    let root = common::fixture("nvidia-h100x8").display().to_string();
+    let id = format!("nv-exec-{}", std::process::id());
+    let log = state.path().join("log");
+    // create's output goes to a file: the container it leaves running inherits it, and would
+    // hold a pipe open.
+    let oci = |args: &[&str]| {
+        let file = || {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log)
+                .unwrap()
+        };
+        let stdout = if args.first() == Some(&"create") {
+            std::process::Stdio::from(file())
+        } else {
+            std::process::Stdio::piped()
+        };
+        std::process::Command::new(env!("CARGO_BIN_EXE_accelgate"))
+            .args(["--root", &state_dir])
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(stdout)
+            .stderr(file())
+            .output()
+            .unwrap()
+    };
+    let created = oci(&[
+        "create",
+        "--bundle",
+        &dir,
+        "--host-root",
+        &root,
+        "--simulate",
+        &id,
+    ]);
+    let logged = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(created.status.success(), "{}", logged());
+    let delete = || oci(&["delete", "--force", &id]);
+    let started = oci(&["start", &id]);
+    assert!(started.status.success(), "{}", logged());
+    for _ in 0..2 {
+        let output = oci(&["exec", &id, "/nvidia-probe", "startup"]);
+        let stdout = common::stdout(&output);
+        if !output.status.success() || stdout.contains("UNEXPECTED") {
+            delete();
+            panic!("{stdout}\n{}", logged());
+        }
+        assert!(stdout.contains("cards: 2\n"), "{stdout}");
+    }
+    // Both exec'd processes were served by the container's one gate service.
+    let stats = oci(&["stats", "--json", &id]);
+    delete();
+    let stats: serde_json::Value = serde_json::from_str(&common::stdout(&stats)).unwrap();
+    let card_info = stats["counts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["request"] == "NV_ESC_CARD_INFO" && c["verdict"] == "emulated")
+        .map(|c| c["count"].as_u64().unwrap());
+    assert_eq!(card_info, Some(2), "{stats:#}");
+}
