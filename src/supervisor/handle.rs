@@ -141,6 +141,31 @@ fn classify(
     }
 }
 
+/// The call for a backend to run, with its caller's ids (`known`, or read now); None when the
+/// caller is gone, and the call has been answered.
+fn pending<'a>(
+    listener: &Listener,
+    ruling: &'a Ruling,
+    known: Option<Caller>,
+    pidfd: Arc<OwnedFd>,
+    tid: i32,
+    id: u64,
+    arg: u64,
+) -> Option<Pending<'a>> {
+    let Some(caller) = known.or_else(|| caller_of(tid, Some(&pidfd))) else {
+        answer(listener.fd(), id, Err(Errno::ESRCH));
+        return None;
+    };
+    Some(Pending {
+        ruling,
+        caller,
+        pidfd,
+        tid,
+        id,
+        arg,
+    })
+}
+
 fn ioctl(listener: &Listener, notif: &SeccompNotif) {
     let (id, tid) = (notif.id, notif.pid as i32);
     let fd = notif.data.args[0] as i32;
@@ -167,17 +192,8 @@ fn ioctl(listener: &Listener, notif: &SeccompNotif) {
     };
     let ruling = gate.rule(family, kind, request, arg);
     if let Action::Translate(translator) = ruling.action {
-        let Some(caller) = known_caller.or_else(|| caller_of(tid, Some(&pidfd))) else {
-            answer(listener.fd(), id, Err(Errno::ESRCH));
+        let Some(pending) = pending(listener, &ruling, known_caller, pidfd, tid, id, arg) else {
             return;
-        };
-        let pending = Pending {
-            ruling: &ruling,
-            caller,
-            pidfd,
-            tid,
-            id,
-            arg,
         };
         let backend = match &target {
             Target::Host(file) => translated::Backend::Host(file),
@@ -228,17 +244,8 @@ fn ioctl(listener: &Listener, notif: &SeccompNotif) {
         continue_call(listener.fd(), id);
         return;
     }
-    let Some(caller) = known_caller.or_else(|| caller_of(tid, Some(&pidfd))) else {
-        answer(listener.fd(), id, Err(Errno::ESRCH));
+    let Some(pending) = pending(listener, &ruling, known_caller, pidfd, tid, id, arg) else {
         return;
-    };
-    let pending = Pending {
-        ruling: &ruling,
-        caller,
-        pidfd,
-        tid,
-        id,
-        arg,
     };
     let result = match (target, copy) {
         (Target::Host(file), Some(copy)) => {

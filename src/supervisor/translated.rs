@@ -44,19 +44,20 @@ pub fn serve(
     };
     let request = pending.ruling.ioctl.request;
     let dup_fd = |fd: i32| sandbox.pidfds.dup(pending.tid, fd).map(|(_, file)| file);
+    // Reads only inform what the driver gets (or the report): each driver checks that the call
+    // is still pending right before it acts, and every write checks again.
+    let memory = NotifMemory::for_decision(Pid::from_raw(pending.tid), pending.id, listener.fd());
+    let call = Translation {
+        kind,
+        request,
+        arg: pending.arg,
+        memory: &memory,
+        grant: &grant,
+        dup_fd: &dup_fd,
+    };
     if sandbox.mode != Mode::Enforce {
         // Passthrough and audit: what the call is, read once for the report; it runs as the
         // workload issued it.
-        let memory =
-            NotifMemory::for_decision(Pid::from_raw(pending.tid), pending.id, listener.fd());
-        let call = Translation {
-            kind,
-            request,
-            arg: pending.arg,
-            memory: &memory,
-            grant: &grant,
-            dup_fd: &dup_fd,
-        };
         let inspection = translator.inspect(&call).unwrap_or(Inspection {
             name: pending.ruling.ioctl.name,
             number: None,
@@ -87,17 +88,6 @@ pub fn serve(
         );
         return;
     }
-    // Reads only inform what the driver gets; each driver checks that the call is still pending
-    // right before it acts, and every write checks again.
-    let memory = NotifMemory::for_decision(Pid::from_raw(pending.tid), pending.id, listener.fd());
-    let call = Translation {
-        kind,
-        request,
-        arg: pending.arg,
-        memory: &memory,
-        grant: &grant,
-        dup_fd: &dup_fd,
-    };
     let result = match backend {
         Backend::Host(file) => translator.run(
             &call,
