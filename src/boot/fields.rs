@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use oci_spec::runtime::{LinuxNamespaceType, LinuxPersonalityDomain, Process, Spec};
 
 use super::BootError;
+use super::lsm::Lsm;
 
 /// Namespace types that may be joined by `path`. Joining a mount namespace would apply the
 /// plan inside another container; a user namespace by path would need its id maps: refused.
@@ -49,18 +50,21 @@ fn not_supported(field: &str) -> BootError {
 /// Refuses what accelgate does not apply to a process (`field` names it: `process`, or the
 /// file `exec --process` read).
 pub fn check_process(process: &Process, field: &str) -> Result<(), BootError> {
-    let non_empty = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.is_empty());
-    if non_empty(process.apparmor_profile()) {
-        return Err(refuse(
-            format!("{field}.apparmorProfile"),
-            "AppArmor profiles are not applied by accelgate",
-        ));
-    }
-    if non_empty(process.selinux_label()) {
-        return Err(refuse(
-            format!("{field}.selinuxLabel"),
-            "SELinux labels are not applied by accelgate",
-        ));
+    // Applied where the module is active (boot::process), else refused: a label that would
+    // not be applied is a confinement the spec's author does not get.
+    for (label, name, lsm) in [
+        (process.apparmor_profile(), "apparmorProfile", Lsm::AppArmor),
+        (process.selinux_label(), "selinuxLabel", Lsm::SeLinux),
+    ] {
+        if label.as_deref().is_some_and(|s| !s.is_empty()) && !lsm.active() {
+            return Err(refuse(
+                format!("{field}.{name}"),
+                format!(
+                    "{} is not active in this kernel, so it cannot be applied",
+                    lsm.name()
+                ),
+            ));
+        }
     }
     if process.io_priority().is_some() {
         return Err(not_supported(&format!("{field}.ioPriority")));
@@ -306,10 +310,6 @@ mod tests {
                 "linux.resources.network",
             ),
             (
-                serde_json::json!({"process": {"cwd": "/", "user": {"uid": 0, "gid": 0}, "apparmorProfile": "x"}}),
-                "process.apparmorProfile",
-            ),
-            (
                 serde_json::json!({"linux": {"intelRdt": {"closID": "x"}}}),
                 "linux.intelRdt",
             ),
@@ -376,6 +376,35 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(err.contains(key), "{err}");
+        }
+    }
+
+    #[test]
+    fn lsm_labels_are_refused_only_where_the_module_is_not_active() {
+        for (json, field, lsm) in [
+            (
+                serde_json::json!({"process": {"cwd": "/", "user": {"uid": 0, "gid": 0}, "apparmorProfile": "x"}}),
+                "process.apparmorProfile",
+                Lsm::AppArmor,
+            ),
+            (
+                serde_json::json!({"process": {"cwd": "/", "user": {"uid": 0, "gid": 0}, "selinuxLabel": "system_u:system_r:container_t:s0"}}),
+                "process.selinuxLabel",
+                Lsm::SeLinux,
+            ),
+        ] {
+            match check_supported(&spec(json)) {
+                Ok(()) => assert!(lsm.active(), "{field} accepted without {}", lsm.name()),
+                Err(e) => {
+                    assert!(
+                        !lsm.active(),
+                        "{field} refused with {} active: {e}",
+                        lsm.name()
+                    );
+                    assert!(e.to_string().contains(field), "{e}");
+                    assert!(e.to_string().contains("is not active"), "{e}");
+                }
+            }
         }
     }
 }

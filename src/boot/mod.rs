@@ -23,6 +23,7 @@ mod grant;
 mod hints;
 mod launch;
 mod lifecycle;
+mod lsm;
 mod mounts;
 mod options;
 mod paths;
@@ -57,6 +58,7 @@ pub use launch::{
     EXIT_SETUP_FAILED, FORWARDED_SIGNALS, GateSetup, LaunchOptions, Launched, Outcome, launch,
 };
 pub use lifecycle::Lifecycle;
+pub use lsm::Lsm;
 pub use options::known_options as mount_options;
 pub use paths::clean_absolute;
 pub use process::{Workload, rlimit_resource};

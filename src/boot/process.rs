@@ -13,6 +13,7 @@ use oci_spec::runtime::{Capabilities, Process};
 
 use super::executable::{DEFAULT_PATH, resolve_executable};
 use super::gate::WorkloadGate;
+use super::lsm::Lsm;
 use super::seccomp::Installation;
 use super::sys::cloexec_from;
 use super::terminal::take_terminal;
@@ -296,6 +297,17 @@ pub fn exec_workload(
     let executable = workload.resolved_executable()?;
     let path = CString::new(executable.as_os_str().as_encoded_bytes())
         .map_err(|_| failure(125, "a NUL byte in the executable path".into()))?;
+    // The security modules' labels take effect at the exec (refused at plan time where the
+    // module is not active).
+    for (label, lsm) in [
+        (process.apparmor_profile(), Lsm::AppArmor),
+        (process.selinux_label(), Lsm::SeLinux),
+    ] {
+        if let Some(label) = label.as_deref().filter(|l| !l.is_empty()) {
+            lsm.set_exec(label)
+                .map_err(|e| setup(&format!("{} label {label:?}", lsm.name()), &e))?;
+        }
+    }
     // Last, once the executable is found: the profile need not allow the lookup.
     if let Some(filter) = seccomp {
         filter.install().map_err(|e| failure(125, e))?;

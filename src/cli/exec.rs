@@ -52,10 +52,10 @@ pub struct ExecArgs {
     /// Pass N fds beyond stdio (3 to 3+N-1) to the process
     #[arg(long, value_name = "N", default_value_t = 0)]
     preserve_fds: u32,
-    /// AppArmor profile: refused unless empty (accelgate applies no LSM labels)
+    /// The process's AppArmor profile (refused where AppArmor is not active)
     #[arg(long, value_name = "PROFILE")]
     apparmor: Option<String>,
-    /// SELinux label: refused unless empty
+    /// The process's SELinux label (refused where SELinux is not active)
     #[arg(long, value_name = "LABEL")]
     process_label: Option<String>,
     /// The container's id
@@ -71,14 +71,6 @@ pub struct ExecArgs {
 
 /// `exec`.
 pub fn exec(globals: &Globals, args: &ExecArgs) -> ExitCode {
-    for (flag, value) in [
-        ("--apparmor", &args.apparmor),
-        ("--process-label", &args.process_label),
-    ] {
-        if value.as_deref().is_some_and(|v| !v.is_empty()) {
-            return globals.fail(&format!("{flag}: accelgate applies no LSM labels"));
-        }
-    }
     let request = ExecRequest {
         process_file: args.process.clone(),
         args: args.command.clone(),
@@ -89,6 +81,8 @@ pub fn exec(globals: &Globals, args: &ExecArgs) -> ExitCode {
         caps: args.cap.clone(),
         no_new_privs: args.no_new_privs,
         tty: args.tty,
+        apparmor: args.apparmor.clone(),
+        process_label: args.process_label.clone(),
     };
     let options = ExecOptions {
         console_socket: args.console_socket.clone(),

@@ -410,8 +410,8 @@ pub fn features() -> ExitCode {
             "capabilities": caps::all().iter().map(|c| c.to_string()).collect::<std::collections::BTreeSet<_>>(),
             "cgroup": {"v1": true, "v2": true, "systemd": false, "systemdUser": false, "rdma": false},
             "seccomp": crate::runtime::seccomp_features(),
-            "apparmor": {"enabled": false},
-            "selinux": {"enabled": false},
+            "apparmor": {"enabled": crate::boot::Lsm::AppArmor.active()},
+            "selinux": {"enabled": crate::boot::Lsm::SeLinux.active()},
             "intelRdt": {"enabled": false}
         },
         "annotations": {

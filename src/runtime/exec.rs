@@ -38,6 +38,10 @@ pub struct ExecRequest {
     pub no_new_privs: bool,
     /// `--tty`.
     pub tty: bool,
+    /// `--apparmor`: the process's AppArmor profile.
+    pub apparmor: Option<String>,
+    /// `--process-label`: the process's SELinux label.
+    pub process_label: Option<String>,
 }
 
 /// How `exec` meets the engine.
@@ -171,6 +175,12 @@ impl ExecRequest {
         }
         if self.tty {
             process.set_terminal(Some(true));
+        }
+        if let Some(profile) = &self.apparmor {
+            process.set_apparmor_profile(Some(profile.clone()));
+        }
+        if let Some(label) = &self.process_label {
+            process.set_selinux_label(Some(label.clone()));
         }
         let field = match &self.process_file {
             Some(path) => format!("--process {}", path.display()),
