@@ -122,7 +122,7 @@ pub fn check_supported(spec: &Spec) -> Result<(), BootError> {
     {
         return Err(refuse(
             "linux.mountLabel",
-            "SELinux labels are not applied by accelgate",
+            "SELinux mount labels (context= on the container's mounts) are not applied by accelgate",
         ));
     }
     if linux.intel_rdt().is_some() {
