@@ -9,9 +9,10 @@ mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
 use accelgate::runtime::{Cgroup, CgroupPlan, Hierarchies, Hierarchy, frozen, set_frozen};
+use common::oci;
 use serde_json::json;
 
 macro_rules! privileged {
@@ -136,26 +137,6 @@ fn the_v2_device_program_denies_what_the_plan_did_not_grant() {
         2,
         "{stderr}"
     );
-}
-
-/// `accelgate --root STATE ARGS...`, the workload's output in `log`.
-fn oci(state: &Path, log: &Path, args: &[&str]) -> Output {
-    let file = || {
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .unwrap()
-    };
-    Command::new(env!("CARGO_BIN_EXE_accelgate"))
-        .arg("--root")
-        .arg(state)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(file())
-        .stderr(file())
-        .output()
-        .unwrap()
 }
 
 /// Process `pid`'s cgroup in the hierarchy `name` (`""`: cgroup2) from `/proc/PID/cgroup`.

@@ -293,35 +293,11 @@ fn processes_execd_into_a_gpu_container_are_gated_by_its_service() {
         spec["process"]["args"] = serde_json::json!(["/bin/sleep", "60"]);
     });
     let state = tempfile::tempdir().unwrap();
-    let state_dir = state.path().display().to_string();
     let dir = bundle.dir.path().display().to_string();
     let root = common::fixture("nvidia-h100x8").display().to_string();
     let id = format!("nv-exec-{}", std::process::id());
     let log = state.path().join("log");
-    // create's output goes to a file: the container it leaves running inherits it, and would
-    // hold a pipe open.
-    let oci = |args: &[&str]| {
-        let file = || {
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&log)
-                .unwrap()
-        };
-        let stdout = if args.first() == Some(&"create") {
-            std::process::Stdio::from(file())
-        } else {
-            std::process::Stdio::piped()
-        };
-        std::process::Command::new(env!("CARGO_BIN_EXE_accelgate"))
-            .args(["--root", &state_dir])
-            .args(args)
-            .stdin(std::process::Stdio::null())
-            .stdout(stdout)
-            .stderr(file())
-            .output()
-            .unwrap()
-    };
+    let oci = |args: &[&str]| common::oci(state.path(), &log, args);
     let created = oci(&[
         "create",
         "--bundle",

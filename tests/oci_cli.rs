@@ -5,9 +5,10 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::oci;
 use serde_json::json;
 
 macro_rules! privileged {
@@ -16,34 +17,6 @@ macro_rules! privileged {
             return;
         }
     };
-}
-
-/// `accelgate --root STATE ARGS...`, its stderr in `log`. `create`'s and a detached `exec`'s
-/// stdout go there too: the process they leave running inherits it, and a pipe would stay open
-/// as long as it lives.
-fn oci(state: &Path, log: &Path, args: &[&str]) -> Output {
-    let file = || {
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .unwrap()
-    };
-    let detached = args.first() == Some(&"exec") && args.contains(&"-d");
-    let stdout = if args.first() == Some(&"create") || detached {
-        Stdio::from(file())
-    } else {
-        Stdio::piped()
-    };
-    Command::new(env!("CARGO_BIN_EXE_accelgate"))
-        .arg("--root")
-        .arg(state)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(stdout)
-        .stderr(file())
-        .output()
-        .unwrap()
 }
 
 fn wait_until(what: &str, mut done: impl FnMut() -> bool) {

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{TempBundle, runnable_bundle};
+use common::{TempBundle, oci, runnable_bundle};
 use serde_json::json;
 
 macro_rules! privileged {
@@ -78,26 +78,6 @@ fn errno_ret_and_conditions_apply_under_run() {
     let (stdout, stderr) = (common::stdout(&output), common::stderr(&output));
     assert_eq!(output.status.code(), Some(0), "{stdout}{stderr}");
     check_denials(&stdout, &stderr);
-}
-
-/// `accelgate --root STATE ARGS...`; the workload's output (create's stdio) goes to `log`.
-fn oci(state: &Path, log: &Path, args: &[&str]) -> Output {
-    let file = || {
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .unwrap()
-    };
-    Command::new(env!("CARGO_BIN_EXE_accelgate"))
-        .arg("--root")
-        .arg(state)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(file())
-        .stderr(file())
-        .output()
-        .unwrap()
 }
 
 #[test]

@@ -112,27 +112,12 @@ pub fn enter(
         .map(|(_, flag)| *flag)
         .filter(|flag| *flag != CloneFlags::CLONE_NEWPID)
         .fold(CloneFlags::empty(), |all, flag| all | flag);
-    // Connected now: once in the container's mount namespace, the engine's path is out of
+    // Connected now: once in the container's mount namespace, the engine's paths are out of
     // reach.
-    let console = match &options.console_socket {
-        Some(path) => Some(std::os::unix::net::UnixStream::connect(path).map_err(|e| {
-            BootError::Launch(format!(
-                "connect to the console socket {}: {e}",
-                path.display()
-            ))
-        })?),
-        None => None,
-    };
-    // Connected now too: the seccomp agent gets the listener from inside.
-    let agent = match options.seccomp.as_ref().and_then(|f| f.agent.as_ref()) {
-        Some(path) => Some(std::os::unix::net::UnixStream::connect(path).map_err(|e| {
-            BootError::Launch(format!(
-                "connect to the seccomp agent at linux.seccomp.listenerPath {}: {e}",
-                path.display()
-            ))
-        })?),
-        None => None,
-    };
+    let (console, agent) = super::launch::engine_sockets(
+        options.console_socket.as_deref(),
+        options.seccomp.as_ref().and_then(|f| f.agent.as_deref()),
+    )?;
     let pipe = |what: &str| {
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
             .map_err(|e| BootError::Launch(format!("{what} pipe: {e}")))

@@ -357,26 +357,11 @@ pub fn launch(
         ),
         None => None,
     };
-    // Connected now: after pivot_root the sandbox cannot reach the engine's path.
-    let console = match &options.console_socket {
-        Some(path) => Some(std::os::unix::net::UnixStream::connect(path).map_err(|e| {
-            BootError::Launch(format!(
-                "connect to the console socket {}: {e}",
-                path.display()
-            ))
-        })?),
-        None => None,
-    };
-    // Connected now too, for the same reason: the seccomp agent gets the listener from inside.
-    let agent = match options.seccomp.as_ref().and_then(|f| f.agent.as_ref()) {
-        Some(path) => Some(std::os::unix::net::UnixStream::connect(path).map_err(|e| {
-            BootError::Launch(format!(
-                "connect to the seccomp agent at linux.seccomp.listenerPath {}: {e}",
-                path.display()
-            ))
-        })?),
-        None => None,
-    };
+    // Connected now: after pivot_root the sandbox cannot reach the engine's paths.
+    let (console, agent) = engine_sockets(
+        options.console_socket.as_deref(),
+        options.seccomp.as_ref().and_then(|f| f.agent.as_deref()),
+    )?;
     let namespaces = Namespaces::of(spec);
     let flags = namespaces.flags;
     let process = required_process(spec)?.clone();
@@ -761,4 +746,31 @@ impl Sandbox<'_> {
         };
         Ok((host_pid, terminal))
     }
+}
+
+/// The engine's sockets a process being set up needs once it is inside the container, where
+/// their paths are out of reach: the console socket (the terminal's master goes there) and the
+/// seccomp agent's `listenerPath` (the listener and the state go there).
+pub(super) fn engine_sockets(
+    console: Option<&std::path::Path>,
+    agent: Option<&std::path::Path>,
+) -> Result<
+    (
+        Option<std::os::unix::net::UnixStream>,
+        Option<std::os::unix::net::UnixStream>,
+    ),
+    BootError,
+> {
+    let connect = |path: Option<&std::path::Path>, what: &str| {
+        path.map(|path| {
+            std::os::unix::net::UnixStream::connect(path).map_err(|e| {
+                BootError::Launch(format!("connect to {what} {}: {e}", path.display()))
+            })
+        })
+        .transpose()
+    };
+    Ok((
+        connect(console, "the console socket")?,
+        connect(agent, "the seccomp agent at linux.seccomp.listenerPath")?,
+    ))
 }

@@ -119,25 +119,20 @@ pub fn create(
         }
     };
     let service = match options.gate {
-        Some(config) => {
-            let (mode, simulated) = (config.sandbox.mode, config.sandbox.simulator.is_some());
-            match GateService::start(config, &dir.join(GATE_SOCKET)) {
-                Ok((service, workload_gate)) => Some((service, workload_gate, mode, simulated)),
-                Err(e) => {
-                    let _ = std::fs::remove_dir_all(&dir);
-                    return Err(e.into());
-                }
+        Some(config) => match GateService::start(config, &dir.join(GATE_SOCKET)) {
+            Ok((service, workload_gate)) => Some((service, workload_gate)),
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(e.into());
             }
-        }
+        },
         None => None,
     };
     let (gate, workload_gate) = match service {
-        Some((service, workload_gate, mode, simulated)) => (
+        Some((service, workload_gate)) => (
             Some(GateRecord {
                 pid: service.pid.as_raw(),
                 pid_start: process_start(service.pid).unwrap_or_default(),
-                mode,
-                simulated,
             }),
             Some(GateSetup::Handed(workload_gate)),
         ),

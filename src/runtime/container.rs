@@ -151,17 +151,13 @@ pub struct Container {
 }
 
 /// A container's ioctl gate service: the process that serves its listeners (first and
-/// exec'd), and the filter they install.
+/// exec'd). The filter they install is kept beside its socket (`boot::join_gate`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GateRecord {
     /// The service's process.
     pub pid: i32,
     /// Its start time, so that a reused pid is never signalled.
     pub pid_start: u64,
-    /// The policy mode the sandbox is served in.
-    pub mode: crate::supervisor::Mode,
-    /// Whether its devices are simulated (opens are brokered, so the filter routes them).
-    pub simulated: bool,
 }
 
 impl GateRecord {

@@ -300,3 +300,31 @@ pub fn cgroup_v1_read(pid: &str, controller: &str, file: &str) -> String {
         .trim()
         .to_owned()
 }
+
+/// `accelgate --root STATE ARGS...`, its stderr in `log`. `create`'s and a detached `exec`'s
+/// stdout go there too: the process they leave running inherits it, and a pipe would stay open
+/// as long as it lives.
+pub fn oci(state: &Path, log: &Path, args: &[&str]) -> Output {
+    let file = || {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap()
+    };
+    let detached = args.first() == Some(&"exec") && args.contains(&"-d");
+    let stdout = if args.first() == Some(&"create") || detached {
+        Stdio::from(file())
+    } else {
+        Stdio::piped()
+    };
+    Command::new(env!("CARGO_BIN_EXE_accelgate"))
+        .arg("--root")
+        .arg(state)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(file())
+        .output()
+        .unwrap()
+}
