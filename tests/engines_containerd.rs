@@ -206,21 +206,42 @@ impl Containerd {
         self.home.path().join("fifo").display().to_string()
     }
 
+    /// ctr's own arguments before `args`: this containerd, the test's namespace.
+    fn ctr_args(&self, args: &[&str]) -> Vec<String> {
+        let address = self.home.path().join("containerd.sock");
+        let mut all = vec![
+            "--address".to_owned(),
+            address.display().to_string(),
+            "--namespace".to_owned(),
+            NAMESPACE.to_owned(),
+        ];
+        all.extend(args.iter().map(|a| (*a).to_owned()));
+        all
+    }
+
     /// `ctr` against this containerd, in the test's namespace, with the native snapshotter.
     fn ctr(&self, args: &[&str]) -> Output {
         Command::new("ctr")
             .env("CONTAINERD_SNAPSHOTTER", "native")
-            .arg("--address")
-            .arg(self.home.path().join("containerd.sock"))
-            .args(["--namespace", NAMESPACE])
-            .args(args)
+            .args(self.ctr_args(args))
             .stdin(Stdio::null())
             .output()
             .unwrap()
     }
 
-    /// `ctr run` with accelgate as the runc shim's binary, its state in the test's directory.
-    fn run(&self, flags: &[&str], id: &str, command: &[&str]) -> Output {
+    /// The same as one shell command line, for `script`.
+    fn command_line(&self, args: &[String]) -> String {
+        let quoted: Vec<String> = self
+            .ctr_args(&args.iter().map(String::as_str).collect::<Vec<_>>())
+            .iter()
+            .map(|a| format!("'{}'", a.replace('\'', r"'\''")))
+            .collect();
+        format!("CONTAINERD_SNAPSHOTTER=native ctr {}", quoted.join(" "))
+    }
+
+    /// `ctr run`'s arguments with accelgate as the runc shim's binary, its state in the test's
+    /// directory.
+    fn run_args(&self, flags: &[&str], id: &str, command: &[&str]) -> Vec<String> {
         let (root, fifo) = (
             self.home.path().join("runc").display().to_string(),
             self.fifo_dir(),
@@ -237,7 +258,13 @@ impl Containerd {
         args.extend_from_slice(flags);
         args.extend_from_slice(&[IMAGE, id]);
         args.extend_from_slice(command);
-        self.ctr(&args)
+        args.into_iter().map(str::to_owned).collect()
+    }
+
+    /// `ctr run` (see [`Self::run_args`]).
+    fn run(&self, flags: &[&str], id: &str, command: &[&str]) -> Output {
+        let args = self.run_args(flags, id, command);
+        self.ctr(&args.iter().map(String::as_str).collect::<Vec<_>>())
     }
 }
 
@@ -311,6 +338,28 @@ fn ctr_runs_execs_kills_and_removes_through_accelgate() {
         containerd.log()
     );
     assert_eq!(common::stdout(&output), "hello-from-ctr\n");
+
+    // A terminal: `ctr run -t` takes its console from its stdin, so it runs under `script`,
+    // which gives it a pty; the container's process gets one of its own from accelgate.
+    let command = containerd.command_line(&containerd.run_args(
+        &["--rm", "-t"],
+        "ctr-tty",
+        &["sh", "-c", "tty; exit 5"],
+    ));
+    let output = Command::new("script")
+        .args(["--quiet", "--return", "--command", &command, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let printed = common::stdout(&output);
+    assert_eq!(
+        output.status.code(),
+        Some(5),
+        "{printed}{}{}",
+        common::stderr(&output),
+        containerd.log()
+    );
+    assert!(printed.contains("/dev/pts/"), "{printed}");
 
     // Detached, then exec, ps, pause/resume, kill, rm.
     let started = containerd.run(

@@ -42,7 +42,7 @@ use super::lifecycle::Lifecycle;
 use super::process::{Workload, exec_workload};
 use super::seccomp::{Installation, SpecFilter};
 use super::sys::{clone_child, join_session_keyring};
-use super::terminal::open_terminal;
+use super::terminal::{open_terminal, terminal_as_stdio};
 use crate::plan::SandboxPlan;
 use crate::supervisor::gate::GateConfig;
 use crate::vfs::{ApplyOptions, RealSys, apply};
@@ -741,7 +741,11 @@ impl Sandbox<'_> {
         apply(self.plan, &RealSys, self.options).map_err(|e| crate::pci::error_chain(&e))?;
         self.kernel.apply_process()?;
         let terminal = match self.console {
-            Some(console) => Some(open_terminal(self.process, console)?),
+            Some(console) => {
+                let slave = open_terminal(self.process, console)?;
+                terminal_as_stdio(&slave)?;
+                Some(slave)
+            }
             None => None,
         };
         Ok((host_pid, terminal))

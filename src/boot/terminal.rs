@@ -42,8 +42,15 @@ pub fn take_terminal(slave: OwnedFd) -> Result<(), String> {
         nix::sys::stat::Mode::empty(),
     )
     .map_err(|e| format!("open {}: {e}", name.display()))?;
-    nix::unistd::dup2_stdin(&tty)
-        .and_then(|()| nix::unistd::dup2_stdout(&tty))
-        .and_then(|()| nix::unistd::dup2_stderr(&tty))
+    terminal_as_stdio(&tty)
+}
+
+/// The terminal as this process's stdin, stdout and stderr, in place of the engine's: a
+/// created sandbox that kept them would hold open the pipe go-runc (containerd's shim) reads to
+/// its end before `create` returns, as runc's init does not.
+pub fn terminal_as_stdio(tty: &OwnedFd) -> Result<(), String> {
+    nix::unistd::dup2_stdin(tty)
+        .and_then(|()| nix::unistd::dup2_stdout(tty))
+        .and_then(|()| nix::unistd::dup2_stderr(tty))
         .map_err(|e| format!("the terminal as stdio: {e}"))
 }
