@@ -13,7 +13,7 @@ crun refuses this hybrid cgroup host, so its commands run in a mount namespace p
 spawning crun and returns before spawning the others, and crun pays for nothing it would not pay
 on a cgroup2 host.
 
-  bench-run-time.py ITERATIONS BUNDLE ACCELGATE
+  bench-run-time.py ITERATIONS BUNDLE ACCELGATE [STATIC_ACCELGATE]
 Prints, per case, "name<TAB>wall_ms<TAB>cpu_ms" (medians). Pid files and the runtimes' output
 (bench.log) go into BUNDLE's parent directory.
 """
@@ -110,12 +110,17 @@ class Case:
 
 def main():
     iterations, bundle, accelgate = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+    static = sys.argv[4] if len(sys.argv) > 4 else None
     limited = os.path.join(bundle, "limited")
     namespaces = Namespaces()
     crun = ["crun", "--cgroup-manager=disabled"]
     cases = [
         Case("accelgate run", [accelgate], bundle, run_id=False),
         Case("accelgate run, limits", [accelgate], limited, run_id=False),
+    ]
+    if static:
+        cases.append(Case("accelgate run, static", [static], bundle, run_id=False))
+    cases += [
         Case("runc run", ["runc"], bundle),
         Case("crun run", crun, bundle, namespace=namespaces.crun),
         Case("accelgate create..delete", [accelgate], bundle, cycle=True),
