@@ -22,6 +22,9 @@
 //! NVIDIA's `RM_CONTROL` (`GPU_GET_ATTACHED_IDS`, translated: the NVOS54 and its 128 bytes of
 //! parameters copied in, the command checked, the call run on the copies, the GPU id list
 //! narrowed and copied out) on a simulated control file.
+//!
+//! Last, the supervisor's checks are timed each on its own (the caller's ids, its file, a read
+//! of its memory), and their sum for an RM_CONTROL set against the floor.
 
 mod posing;
 mod sys;
@@ -334,6 +337,70 @@ fn scenario(scenario: Scenario, sync_wake_up: bool, pinned: bool) {
     }
 }
 
+/// What the supervisor's own checks cost, each on its own, against a process blocked in a
+/// read (as a caller waiting for its notification is): the ids of the caller
+/// (`PIDFD_GET_INFO`), whether its fd is a file the supervisor holds (`kcmp`), and a read of
+/// 32 bytes of its memory (`process_vm_readv`), beside `getppid`, the cheapest syscall.
+fn checks() -> Vec<(String, f64)> {
+    static BUFFER: [u8; 32] = [7; 32];
+    let (block_read, block_write) = nix::unistd::pipe().unwrap();
+    let child = match sys::fork() {
+        ForkResult::Child => {
+            drop(block_write);
+            let _ = nix::unistd::read(&block_read, &mut [0u8; 1]);
+            std::process::exit(0);
+        }
+        ForkResult::Parent { child } => child,
+    };
+    drop(block_read);
+    let iterations = 20_000;
+    let pidfd = rustix::process::pidfd_open(
+        rustix::process::Pid::from_raw(child.as_raw()).expect("a pid"),
+        rustix::process::PidfdFlags::empty(),
+    )
+    .expect("pidfd_open");
+    let me = nix::unistd::getpid().as_raw();
+    let held = std::fs::File::open("/dev/null").expect("open /dev/null");
+    let mut out = [0u8; 32];
+    let remote = [nix::sys::uio::RemoteIoVec {
+        base: BUFFER.as_ptr() as usize,
+        len: BUFFER.len(),
+    }];
+    let results = vec![
+        (
+            "getppid".to_owned(),
+            per_call(iterations, || {
+                let _ = nix::unistd::getppid();
+            }),
+        ),
+        (
+            "PIDFD_GET_INFO".to_owned(),
+            per_call(iterations, || {
+                sys::pidfd_get_info(pidfd.as_fd());
+            }),
+        ),
+        (
+            "kcmp KCMP_FILE".to_owned(),
+            per_call(iterations, || {
+                sys::kcmp_file(child.as_raw(), 0, me, held.as_fd());
+            }),
+        ),
+        (
+            "process_vm_readv 32 bytes".to_owned(),
+            per_call(iterations, || {
+                let mut local = [std::io::IoSliceMut::new(&mut out)];
+                let _ = nix::sys::uio::process_vm_readv(child, &mut local, &remote);
+            }),
+        ),
+    ];
+    drop(block_write);
+    let _ = nix::sys::wait::waitpid(child, None);
+    results
+        .into_iter()
+        .map(|(name, ns)| (format!("checks: {name}"), ns))
+        .collect()
+}
+
 fn run_scenario(scenario: Scenario, sync_wake_up: bool, pinned: bool) -> Vec<(String, f64)> {
     let output = Command::new(std::env::current_exe().unwrap())
         .args(["--scenario", scenario.name()])
@@ -430,10 +497,35 @@ fn main() {
             r.rm_control
         );
         if !pinned && sync_wake_up {
-            summary = Some(r);
+            let floor = results
+                .iter()
+                .find(|(n, _)| n == "bare: bare seccomp round trip")
+                .map_or(f64::NAN, |(_, ns)| *ns);
+            summary = Some((r, floor));
         }
     }
-    if let Some(r) = summary {
+    // An emulated RM_CONTROL on a carrier the supervisor knows makes these checks and nothing
+    // else beyond the floor's RECV and SEND but an ID_VALID: their sum over the floor is the
+    // least its ratio can be with every check made.
+    let checks = checks();
+    println!("gate benchmark: the supervisor's checks, each alone");
+    for (name, ns) in &checks {
+        println!("  {name:<52} {ns:>9.0} ns");
+    }
+    if let Some((r, floor)) = summary {
+        let find = |name: &str| {
+            checks
+                .iter()
+                .find(|(n, _)| n == name)
+                .map_or(f64::NAN, |(_, ns)| *ns)
+        };
+        let least = find("checks: PIDFD_GET_INFO")
+            + find("checks: kcmp KCMP_FILE")
+            + 2.0 * find("checks: process_vm_readv 32 bytes");
+        println!(
+            "  RM_CONTROL's checks (PIDFD_GET_INFO, kcmp, two process_vm_readv): {least:.0} ns, so at least {:.2}x the floor with every check made",
+            (floor + least) / floor
+        );
         println!(
             "gate ratios: unrouted={:.2} in-kernel-allowed={:.2} continue={:.2} deny={:.2} emulate={:.2} rm-control={:.2}",
             r.unrouted, r.in_kernel, r.continued, r.denied, r.emulated, r.rm_control

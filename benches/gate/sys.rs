@@ -4,7 +4,7 @@
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 use accelgate::supervisor::abi::{
-    SECCOMP_IOCTL_NOTIF_RECV, SECCOMP_IOCTL_NOTIF_SEND, SECCOMP_IOCTL_NOTIF_SET_FLAGS,
+    KCMP_FILE, PIDFD_GET_INFO, PIDFD_INFO_PID_AND_CREDS, PidfdInfo, SECCOMP_IOCTL_NOTIF_RECV, SECCOMP_IOCTL_NOTIF_SEND, SECCOMP_IOCTL_NOTIF_SET_FLAGS,
     SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP, SECCOMP_USER_NOTIF_FLAG_CONTINUE, SeccompNotif,
     SeccompNotifResp,
 };
@@ -178,5 +178,37 @@ impl<'a> NvControl<'a> {
                 &mut control,
             )
         }
+    }
+}
+
+/// `PIDFD_GET_INFO` with the pid and credentials, as the supervisor asks for a caller's ids.
+pub fn pidfd_get_info(pidfd: BorrowedFd<'_>) -> libc::c_long {
+    let mut info = PidfdInfo {
+        mask: PIDFD_INFO_PID_AND_CREDS,
+        ..PidfdInfo::default()
+    };
+    // SAFETY: PIDFD_GET_INFO reads and writes one `struct pidfd_info`, which `info` is.
+    unsafe {
+        libc::syscall(
+            libc::SYS_ioctl,
+            pidfd.as_raw_fd(),
+            PIDFD_GET_INFO as libc::c_ulong,
+            &mut info,
+        )
+    }
+}
+
+/// `kcmp(task, me, KCMP_FILE, fd, ours)`, as the supervisor recognises a caller's file.
+pub fn kcmp_file(task: i32, fd: i32, me: i32, ours: BorrowedFd<'_>) -> libc::c_long {
+    // SAFETY: kcmp takes plain integers.
+    unsafe {
+        libc::syscall(
+            libc::SYS_kcmp,
+            task,
+            me,
+            KCMP_FILE,
+            fd,
+            ours.as_raw_fd(),
+        )
     }
 }
