@@ -926,3 +926,100 @@ fn a_user_namespace_container_is_created_started_and_execd_into() {
         stderr()
     );
 }
+
+/// `command` (a shell command line) under `script`, which gives it a pty as its stdin and
+/// controlling terminal, with `input` typed into it; its output and exit status.
+fn on_a_terminal(command: &str, input: &str) -> std::process::Output {
+    let mut child = Command::new("script")
+        .args(["--quiet", "--return", "--command", command, "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("script (bsdutils)");
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), input.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn run_and_exec_give_the_process_the_callers_terminal_without_an_engine() {
+    privileged!();
+    let work = tempfile::tempdir().unwrap();
+    let (state_dir, log) = (work.path().join("state"), work.path().join("log"));
+    let bundle = common::runnable_bundle(|spec| {
+        spec["process"]["terminal"] = json!(true);
+        spec["process"]["args"] = json!(["sh"]);
+    });
+    let bundle_dir = bundle.dir.path().to_str().unwrap();
+    let accelgate = env!("CARGO_BIN_EXE_accelgate");
+    // `run`: an interactive shell on a terminal of the container's own, as under `runc run`.
+    let ran = on_a_terminal(
+        &format!("{accelgate} run --bundle {bundle_dir}"),
+        "tty; exit 4\n",
+    );
+    let printed = String::from_utf8_lossy(&ran.stdout);
+    assert_eq!(
+        ran.status.code(),
+        Some(4),
+        "{printed}{}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+    assert!(printed.contains("/dev/pts/0"), "{printed}");
+    // Without a terminal on stdin there is none to give: a warning names the field.
+    let output = common::accelgate(&["run", "--bundle", bundle_dir], Duration::from_secs(60));
+    assert!(output.status.success(), "{}", common::stderr(&output));
+    assert!(
+        common::stderr(&output).contains("warning: process.terminal"),
+        "{}",
+        common::stderr(&output)
+    );
+
+    // `exec --tty` in the foreground, into a running container.
+    let id = format!("oci-own-tty-{}", std::process::id());
+    let running = common::runnable_bundle(|spec| {
+        spec["process"]["args"] = json!(["sh", "-c", "while :; do sleep 0.1; done"]);
+    });
+    let created = oci(
+        &state_dir,
+        &log,
+        &[
+            "create",
+            "--bundle",
+            running.dir.path().to_str().unwrap(),
+            &id,
+        ],
+    );
+    let stderr = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(created.status.success(), "{}", stderr());
+    assert!(
+        oci(&state_dir, &log, &["start", &id]).status.success(),
+        "{}",
+        stderr()
+    );
+    let root = state_dir.to_str().unwrap();
+    let execed = on_a_terminal(
+        &format!("{accelgate} --root {root} exec --tty {id} sh -c 'tty; exit 6'"),
+        "",
+    );
+    let printed = String::from_utf8_lossy(&execed.stdout);
+    assert_eq!(
+        execed.status.code(),
+        Some(6),
+        "{printed}{}",
+        String::from_utf8_lossy(&execed.stderr)
+    );
+    assert!(printed.contains("/dev/pts/"), "{printed}");
+    // Detached, or with no terminal on stdin, it needs an engine's socket.
+    let refused = oci(&state_dir, &log, &["exec", "--tty", &id, "true"]);
+    assert!(!refused.status.success());
+    assert!(stderr().contains("a terminal on stdin"), "{}", stderr());
+    let _ = oci(&state_dir, &log, &["kill", &id, "KILL"]);
+    wait_until("the container stops", || {
+        state(&state_dir, &log, &id)["status"] == "stopped"
+    });
+    assert!(
+        oci(&state_dir, &log, &["delete", &id]).status.success(),
+        "{}",
+        stderr()
+    );
+}

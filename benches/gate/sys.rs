@@ -4,9 +4,9 @@
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 use accelgate::supervisor::abi::{
-    KCMP_FILE, PIDFD_GET_INFO, PIDFD_INFO_PID_AND_CREDS, PidfdInfo, SECCOMP_IOCTL_NOTIF_RECV, SECCOMP_IOCTL_NOTIF_SEND, SECCOMP_IOCTL_NOTIF_SET_FLAGS,
-    SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP, SECCOMP_USER_NOTIF_FLAG_CONTINUE, SeccompNotif,
-    SeccompNotifResp,
+    KCMP_FILE, PIDFD_GET_INFO, PIDFD_INFO_PID_AND_CREDS, PidfdInfo, SECCOMP_IOCTL_NOTIF_RECV,
+    SECCOMP_IOCTL_NOTIF_SEND, SECCOMP_IOCTL_NOTIF_SET_FLAGS, SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP,
+    SECCOMP_USER_NOTIF_FLAG_CONTINUE, SeccompNotif, SeccompNotifResp,
 };
 
 /// Issues `ioctl(fd, request, arg)` and returns its raw result (errors are expected and
@@ -201,14 +201,5 @@ pub fn pidfd_get_info(pidfd: BorrowedFd<'_>) -> libc::c_long {
 /// `kcmp(task, me, KCMP_FILE, fd, ours)`, as the supervisor recognises a caller's file.
 pub fn kcmp_file(task: i32, fd: i32, me: i32, ours: BorrowedFd<'_>) -> libc::c_long {
     // SAFETY: kcmp takes plain integers.
-    unsafe {
-        libc::syscall(
-            libc::SYS_kcmp,
-            task,
-            me,
-            KCMP_FILE,
-            fd,
-            ours.as_raw_fd(),
-        )
-    }
+    unsafe { libc::syscall(libc::SYS_kcmp, task, me, KCMP_FILE, fd, ours.as_raw_fd()) }
 }

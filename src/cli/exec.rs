@@ -25,7 +25,8 @@ pub struct ExecArgs {
     /// Write the process's pid to FILE
     #[arg(long, value_name = "FILE")]
     pid_file: Option<PathBuf>,
-    /// Give the process a terminal (needs --console-socket)
+    /// Give the process a terminal: its master goes to --console-socket, or, in the
+    /// foreground without one, accelgate proxies the caller's terminal (as runc does)
     #[arg(long, short = 't')]
     tty: bool,
     /// Send the terminal's master to this socket

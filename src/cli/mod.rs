@@ -109,6 +109,9 @@ enum Command {
     Update(update::UpdateArgs),
     /// Print the runtime-spec features document (JSON)
     Features,
+    /// The terminal proxy of `run` and `exec --tty` (internal: started by accelgate itself)
+    #[command(name = "terminal-proxy", hide = true)]
+    TerminalProxy,
 }
 
 /// Exit status for a host that cannot be read or another runtime failure.
@@ -176,6 +179,13 @@ pub fn main() -> ExitCode {
         Command::Resume(args) => oci::resume(&globals, &args),
         Command::Update(args) => update::update(&globals, &args),
         Command::Features => oci::features(),
+        Command::TerminalProxy => match crate::runtime::serve_terminal_proxy() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(message) => {
+                eprintln!("error: terminal proxy: {message}");
+                ExitCode::from(EXIT_FAILURE)
+            }
+        },
     }
 }
 
@@ -234,5 +244,17 @@ fn host_root(root: Option<&PathBuf>) -> Result<crate::pci::HostRoot, crate::pci:
     match root {
         Some(dir) => crate::pci::HostRoot::at(dir),
         None => Ok(crate::pci::HostRoot::system()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_terminal_proxy_answers_to_the_name_the_runtime_starts_it_by() {
+        let cli = Cli::try_parse_from(["accelgate", crate::runtime::TERMINAL_PROXY_COMMAND])
+            .expect("the hidden subcommand");
+        assert!(matches!(cli.command, Command::TerminalProxy));
     }
 }

@@ -43,7 +43,9 @@ errors.";
 ///
 /// Builds the plan as `accelgate plan` does, applies it in fresh namespaces (every mount and
 /// device node made through file descriptors inside the rootfs), pivots into it and executes
-/// the process. Nothing is left behind on the host when it ends or fails.
+/// the process. Nothing is left behind on the host when it ends or fails. A process with
+/// `process.terminal` gets a terminal of the container's own, proxied to the caller's (when
+/// stdin is one; otherwise it inherits stdio, with a warning).
 #[derive(Debug, Args)]
 #[command(after_help = RUN_EXAMPLES)]
 pub struct RunArgs {

@@ -14,6 +14,7 @@ use super::commands::write_pid_file;
 use super::container::{GATE_SOCKET, StateRoot};
 use super::seccomp::compile as compile_seccomp;
 use super::state::{State, Status};
+use super::terminal::TerminalProxy;
 use crate::boot::{Bundle, EnterOptions, Lifecycle, Outcome, Workload, enter, join_gate};
 
 /// What `exec` runs, as runc's flags say it.
@@ -246,16 +247,31 @@ pub fn exec(
     }
     let process = request.process(&container.bundle)?;
     let terminal = process.terminal() == Some(true);
-    if terminal != options.console_socket.is_some() {
+    if !terminal && options.console_socket.is_some() {
         return Err(invalid(
             "process.terminal",
-            if terminal {
-                "a terminal needs --console-socket"
-            } else {
-                "--console-socket is given, but the process wants no terminal"
-            },
+            "--console-socket is given, but the process wants no terminal",
         ));
     }
+    // In the foreground, without an engine's socket, the caller's own terminal (as runc).
+    let proxy = if terminal && options.console_socket.is_none() {
+        let refused = || {
+            invalid(
+                "process.terminal",
+                if options.detach {
+                    "a detached terminal needs --console-socket"
+                } else {
+                    "a terminal needs --console-socket, or a terminal on stdin"
+                },
+            )
+        };
+        if options.detach {
+            return Err(refused());
+        }
+        Some(TerminalProxy::start()?.ok_or_else(refused)?)
+    } else {
+        None
+    };
     let workload = Workload::joining(&process, options.preserve_fds)
         .map_err(|reason| invalid("exec", reason))?;
     // Compiled as for the first process, with the same refusals under the gate.
@@ -278,12 +294,19 @@ pub fn exec(
     };
     let enter_options = EnterOptions {
         target: Pid::from_raw(container.pid),
-        console_socket: options.console_socket.clone(),
+        console_socket: proxy
+            .as_ref()
+            .map(|proxy| proxy.socket().to_path_buf())
+            .or_else(|| options.console_socket.clone()),
         detach: options.detach,
         seccomp,
         cgroups: cgroup::join(&container.cgroups),
     };
-    Ok(enter(&workload, &enter_options, gate, &mut joining)?)
+    let entered = enter(&workload, &enter_options, gate, &mut joining);
+    if let Some(proxy) = proxy {
+        proxy.finish();
+    }
+    Ok(entered?)
 }
 
 #[cfg(test)]

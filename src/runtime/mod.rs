@@ -21,6 +21,7 @@ mod run;
 mod seccomp;
 mod state;
 mod sys;
+mod terminal;
 mod update;
 
 pub use cgroup::Cgroup;
@@ -39,4 +40,5 @@ pub use placement::CgroupPlan;
 pub use run::{RunOptions, run};
 pub use seccomp::{compile as compile_seccomp, features as seccomp_features};
 pub use state::{State, Status};
+pub use terminal::{PROXY_COMMAND as TERMINAL_PROXY_COMMAND, serve_proxy as serve_terminal_proxy};
 pub use update::update;

@@ -8,6 +8,7 @@ use super::hierarchy::Hierarchies;
 use super::hooks::{HookPhase, Hooks};
 use super::placement::CgroupPlan;
 use super::state::{State, Status};
+use super::terminal::TerminalProxy;
 use crate::boot::{
     Bundle, CgroupJoin, GateSetup, LaunchOptions, Launched, Lifecycle, SpecFilter, launch,
 };
@@ -42,11 +43,23 @@ pub fn run(
             return Err(e);
         }
     };
-    let launch_options = LaunchOptions {
+    let mut launch_options = LaunchOptions {
         seccomp,
         cgroups,
         ..options.launch
     };
+    let proxy = match own_terminal(&bundle.spec, &launch_options) {
+        Ok(proxy) => proxy,
+        Err(e) => {
+            for cgroup in lifecycle.cgroups.drain(..) {
+                cgroup.remove();
+            }
+            return Err(e);
+        }
+    };
+    if let Some(proxy) = &proxy {
+        launch_options.console_socket = Some(proxy.socket().to_path_buf());
+    }
     let launched = launch(
         plan,
         &bundle.spec,
@@ -54,6 +67,9 @@ pub fn run(
         options.gate.map(|gate| GateSetup::Own(Box::new(gate))),
         &mut lifecycle,
     );
+    if let Some(proxy) = proxy {
+        proxy.finish();
+    }
     lifecycle.state.status = Status::Stopped;
     lifecycle.state.pid = None;
     if let Err(e) = hooks.run(HookPhase::Poststop, &lifecycle.state) {
@@ -63,6 +79,28 @@ pub fn run(
         cgroup.remove();
     }
     Ok(launched?)
+}
+
+/// The caller's terminal, proxied, for a process that wants a terminal when no engine gave a
+/// console socket; without a terminal on stdin, a warning, and the process inherits stdio.
+fn own_terminal(
+    spec: &oci_spec::runtime::Spec,
+    options: &LaunchOptions,
+) -> Result<Option<TerminalProxy>, RuntimeError> {
+    let wants = spec
+        .process()
+        .as_ref()
+        .is_some_and(|p| p.terminal() == Some(true));
+    if !wants || options.console_socket.is_some() {
+        return Ok(None);
+    }
+    let proxy = TerminalProxy::start()?;
+    if proxy.is_none() {
+        eprintln!(
+            "warning: process.terminal: stdin is not a terminal, so there is none to give the process; it inherits stdin, stdout and stderr"
+        );
+    }
+    Ok(proxy)
 }
 
 /// The spec's seccomp profile, compiled; `gated`: under the ioctl gate's filter.
