@@ -2,8 +2,10 @@
 //! controllers, and a cgroup2 hierarchy without controllers at /sys/fs/cgroup/unified): the
 //! v1 limits and the unified placement are checked on real containers, and cgroup v2's device
 //! program for real in the cgroup2 hierarchy, through the same code a unified host runs
-//! (limits in v2's files are unit-tested in `runtime::placement` against a directory tree), and
-//! so is `pause` on a unified host (cgroup2's `cgroup.freeze`).
+//! (limits in v2's files are unit-tested in `runtime::placement` against a directory tree:
+//! this host binds every controller to v1), and so is `pause` on a unified host (cgroup2's
+//! `cgroup.freeze`). `accelgate run` runs end to end on a unified view of the host: a private
+//! mount namespace with cgroup2 at /sys/fs/cgroup.
 
 mod common;
 
@@ -290,4 +292,66 @@ fn cgroup_freeze_pauses_a_cgroup2_cgroup() {
     let path = test.cgroups[0].path().to_path_buf();
     drop(test);
     assert!(!path.exists(), "{} is left", path.display());
+}
+
+/// A unified host, as a private mount namespace shows one (cgroup2 mounted at /sys/fs/cgroup,
+/// the v1 hierarchies gone from view, as crun needs on this host): `accelgate run` finds the
+/// unified mode itself, clones the sandbox into a cgroup2 cgroup of its own, attaches the
+/// device program (a workload with CAP_MKNOD makes and opens /dev/null's numbers, not
+/// /dev/mem's), and removes the cgroup at the end.
+#[test]
+fn a_unified_host_runs_the_sandbox_in_a_cgroup2_cgroup_under_its_device_program() {
+    privileged!();
+    if !has_unified() {
+        return;
+    }
+    let bundle = common::runnable_bundle(|spec| {
+        for set in ["bounding", "effective", "permitted"] {
+            spec["process"]["capabilities"][set] = json!(["CAP_MKNOD"]);
+        }
+        spec["process"]["args"] = json!([
+            "sh",
+            "-c",
+            "cat /proc/self/cgroup; mknod /dev/made-null c 1 3 && head -c 0 /dev/made-null && echo null=open; \
+             mknod /dev/made-mem c 1 1; head -c 0 /dev/made-mem && echo mem=open; true"
+        ]);
+    });
+    let command = format!(
+        "umount -R /sys/fs/cgroup 2>/dev/null; mount -t cgroup2 none /sys/fs/cgroup && exec {} run --bundle {}",
+        env!("CARGO_BIN_EXE_accelgate"),
+        bundle.dir.path().display()
+    );
+    let before: Vec<_> = std::fs::read_dir(UNIFIED)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    let output = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &command])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (common::stdout(&output), common::stderr(&output));
+    assert!(output.status.success(), "{stdout}{stderr}");
+    let own = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("0::/"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    // A cgroup2 cgroup of the sandbox's own, gone now.
+    assert!(own.starts_with("accelgate-"), "{stdout}");
+    assert!(!Path::new(UNIFIED).join(own).exists(), "{own} is left");
+    let after: Vec<_> = std::fs::read_dir(UNIFIED)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(before.len(), after.len(), "{before:?} {after:?}");
+    // CAP_MKNOD works for the numbers the spec allows (the default rules' /dev/null)...
+    assert!(stdout.contains("null=open"), "{stdout}{stderr}");
+    // ...and the program refuses /dev/mem's, as the v1 device cgroup does on this host.
+    assert!(!stdout.contains("mem=open"), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("mknod: /dev/made-mem: Operation not permitted"),
+        "{stderr}"
+    );
 }
