@@ -928,8 +928,9 @@ fn a_user_namespace_container_is_created_started_and_execd_into() {
 }
 
 /// `command` (a shell command line) under `script`, which gives it a pty as its stdin and
-/// controlling terminal, with `input` typed into it; its output and exit status.
-fn on_a_terminal(command: &str, input: &str) -> std::process::Output {
+/// controlling terminal, with `input` typed into it; asserts that it exits with `status` and
+/// returns what it printed.
+fn on_a_terminal(command: &str, input: &str, status: i32) -> String {
     let mut child = Command::new("script")
         .args(["--quiet", "--return", "--command", command, "/dev/null"])
         .stdin(std::process::Stdio::piped())
@@ -938,7 +939,15 @@ fn on_a_terminal(command: &str, input: &str) -> std::process::Output {
         .spawn()
         .expect("script (bsdutils)");
     std::io::Write::write_all(child.stdin.as_mut().unwrap(), input.as_bytes()).unwrap();
-    child.wait_with_output().unwrap()
+    let output = child.wait_with_output().unwrap();
+    let printed = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert_eq!(
+        output.status.code(),
+        Some(status),
+        "{command}: {printed}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    printed
 }
 
 #[test]
@@ -953,16 +962,10 @@ fn run_and_exec_give_the_process_the_callers_terminal_without_an_engine() {
     let bundle_dir = bundle.dir.path().to_str().unwrap();
     let accelgate = env!("CARGO_BIN_EXE_accelgate");
     // `run`: an interactive shell on a terminal of the container's own, as under `runc run`.
-    let ran = on_a_terminal(
+    let printed = on_a_terminal(
         &format!("{accelgate} run --bundle {bundle_dir}"),
         "tty; exit 4\n",
-    );
-    let printed = String::from_utf8_lossy(&ran.stdout);
-    assert_eq!(
-        ran.status.code(),
-        Some(4),
-        "{printed}{}",
-        String::from_utf8_lossy(&ran.stderr)
+        4,
     );
     assert!(printed.contains("/dev/pts/0"), "{printed}");
     // Without a terminal on stdin there is none to give: a warning names the field.
@@ -997,22 +1000,23 @@ fn run_and_exec_give_the_process_the_callers_terminal_without_an_engine() {
         stderr()
     );
     let root = state_dir.to_str().unwrap();
-    let execed = on_a_terminal(
+    let printed = on_a_terminal(
         &format!("{accelgate} --root {root} exec --tty {id} sh -c 'tty; exit 6'"),
         "",
-    );
-    let printed = String::from_utf8_lossy(&execed.stdout);
-    assert_eq!(
-        execed.status.code(),
-        Some(6),
-        "{printed}{}",
-        String::from_utf8_lossy(&execed.stderr)
+        6,
     );
     assert!(printed.contains("/dev/pts/"), "{printed}");
-    // Detached, or with no terminal on stdin, it needs an engine's socket.
+    // With no terminal on stdin, or detached, it needs an engine's socket.
     let refused = oci(&state_dir, &log, &["exec", "--tty", &id, "true"]);
     assert!(!refused.status.success());
     assert!(stderr().contains("a terminal on stdin"), "{}", stderr());
+    let refused = oci(&state_dir, &log, &["exec", "--tty", "-d", &id, "true"]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr().contains("a detached terminal needs --console-socket"),
+        "{}",
+        stderr()
+    );
     let _ = oci(&state_dir, &log, &["kill", &id, "KILL"]);
     wait_until("the container stops", || {
         state(&state_dir, &log, &id)["status"] == "stopped"
