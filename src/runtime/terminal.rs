@@ -107,7 +107,10 @@ pub fn serve_proxy() -> Result<(), String> {
         .accept()
         .map_err(|e| format!("accept the container's console: {e}"))?;
     drop(listener);
-    let master = receive_master(connection.as_fd())?;
+    // None: the sandbox failed before it made the terminal; the launcher says why.
+    let Some(master) = receive_master(connection.as_fd())? else {
+        return Ok(());
+    };
     let tty = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -123,8 +126,9 @@ pub fn serve_proxy() -> Result<(), String> {
     copied
 }
 
-/// The master of the container's terminal, sent over `connection` with `SCM_RIGHTS`.
-fn receive_master(connection: BorrowedFd<'_>) -> Result<OwnedFd, String> {
+/// The master of the container's terminal, sent over `connection` with `SCM_RIGHTS`; None
+/// when the connection closes without one.
+fn receive_master(connection: BorrowedFd<'_>) -> Result<Option<OwnedFd>, String> {
     let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
     let mut control = RecvAncillaryBuffer::new(&mut space);
     let mut data = [0u8; 64];
@@ -135,13 +139,10 @@ fn receive_master(connection: BorrowedFd<'_>) -> Result<OwnedFd, String> {
         RecvFlags::CMSG_CLOEXEC,
     )
     .map_err(|e| format!("receive the terminal: {e}"))?;
-    control
-        .drain()
-        .find_map(|message| match message {
-            RecvAncillaryMessage::ScmRights(mut fds) => fds.next(),
-            _ => None,
-        })
-        .ok_or_else(|| "the container sent no terminal".to_owned())
+    Ok(control.drain().find_map(|message| match message {
+        RecvAncillaryMessage::ScmRights(mut fds) => fds.next(),
+        _ => None,
+    }))
 }
 
 /// Copies keystrokes from `tty` to `master` and `master`'s output to stdout, and the window
