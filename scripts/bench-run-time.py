@@ -20,7 +20,7 @@ Prints, per case, "name<TAB>wall_ms<TAB>cpu_ms" (medians). Pid files and the run
 
 import ctypes
 import os
-import signal
+import select
 import statistics
 import subprocess
 import sys
@@ -42,12 +42,13 @@ class Namespaces:
     def __init__(self):
         self.host = os.open("/proc/self/ns/mnt", os.O_RDONLY)
         ready_r, ready_w = os.pipe()
-        # The helper makes the namespace, mounts cgroup2, says so, and sleeps until killed.
+        # The helper makes the namespace, mounts cgroup2, says so, and holds the namespace
+        # until its stdin ends: when the harness closes it, or dies.
         self.helper = subprocess.Popen(
             ["unshare", "-m", "--propagation", "private", "sh", "-c",
              "umount -R /sys/fs/cgroup 2>/dev/null; mount -t cgroup2 none /sys/fs/cgroup "
-             f"&& echo >&{ready_w} && exec sleep 1000000"],
-            pass_fds=[ready_w])
+             f"&& echo >&{ready_w} && exec cat >/dev/null"],
+            pass_fds=[ready_w], stdin=subprocess.PIPE)
         os.close(ready_w)
         if not os.read(ready_r, 1):
             raise SystemExit("could not prepare crun's mount namespace")
@@ -55,7 +56,7 @@ class Namespaces:
         self.crun = os.open(f"/proc/{self.helper.pid}/ns/mnt", os.O_RDONLY)
 
     def close(self):
-        self.helper.send_signal(signal.SIGKILL)
+        self.helper.stdin.close()
         self.helper.wait()
 
 
@@ -69,14 +70,19 @@ def spawn(argv, log):
     return usage.ru_utime + usage.ru_stime
 
 
-def exited(pid):
-    """Whether the container's process is gone or a zombie (this VM's init reaps no orphans;
-    runtimes count a zombie as exited too)."""
+def wait_exit(pid):
+    """Waits until the container's process has exited (a pidfd polls readable then, reaped or
+    not: this VM's init reaps no orphans, and runtimes count a zombie as exited too)."""
     try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except FileNotFoundError:
-        return True
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        poller = select.poll()
+        poller.register(pidfd, select.POLLIN)
+        poller.poll()
+    finally:
+        os.close(pidfd)
 
 
 class Case:
@@ -99,9 +105,14 @@ class Case:
             with open(pid_file) as f:
                 pid = int(f.read())
             os.unlink(pid_file)
-            cpu += spawn(self.runtime + ["start", cid], log)
-            while not exited(pid):
-                pass
+            try:
+                cpu += spawn(self.runtime + ["start", cid], log)
+                wait_exit(pid)
+            except BaseException:
+                # Nothing left behind: the created container goes, whatever state it is in.
+                subprocess.run(self.runtime + ["delete", "--force", cid], stdout=log,
+                               stderr=log, check=False)
+                raise
             cpu += spawn(self.runtime + ["delete", cid], log)
         if index >= 0:
             self.walls.append(time.perf_counter() - start)

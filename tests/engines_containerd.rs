@@ -346,8 +346,9 @@ fn ctr_runs_execs_kills_and_removes_through_accelgate() {
         "ctr-tty",
         &["sh", "-c", "tty; exit 5"],
     ));
-    let output = Command::new("script")
-        .args(["--quiet", "--return", "--command", &command, "/dev/null"])
+    let output = Command::new("timeout")
+        .args(["60", "script", "--quiet", "--return", "--command", &command])
+        .arg("/dev/null")
         .stdin(Stdio::null())
         .output()
         .unwrap();

@@ -928,16 +928,24 @@ fn a_user_namespace_container_is_created_started_and_execd_into() {
 }
 
 /// `command` (a shell command line) under `script`, which gives it a pty as its stdin and
-/// controlling terminal, with `input` typed into it; asserts that it exits with `status` and
-/// returns what it printed.
+/// controlling terminal, with `input` typed into it; asserts that it exits with `status` within
+/// a minute and leaves the terminal's mode as it found it, and returns what it printed.
 fn on_a_terminal(command: &str, input: &str, status: i32) -> String {
-    let mut child = Command::new("script")
-        .args(["--quiet", "--return", "--command", command, "/dev/null"])
+    let modes = tempfile::tempdir().unwrap();
+    let (before, after) = (modes.path().join("before"), modes.path().join("after"));
+    let wrapped = format!(
+        "stty -g > {}; {command}; status=$?; stty -g > {}; exit $status",
+        before.display(),
+        after.display()
+    );
+    let mut child = Command::new("timeout")
+        .args(["60", "script", "--quiet", "--return", "--command", &wrapped])
+        .arg("/dev/null")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .expect("script (bsdutils)");
+        .expect("timeout (coreutils) and script (bsdutils)");
     std::io::Write::write_all(child.stdin.as_mut().unwrap(), input.as_bytes()).unwrap();
     let output = child.wait_with_output().unwrap();
     let printed = String::from_utf8_lossy(&output.stdout).into_owned();
@@ -947,7 +955,36 @@ fn on_a_terminal(command: &str, input: &str, status: i32) -> String {
         "{command}: {printed}{}",
         String::from_utf8_lossy(&output.stderr)
     );
+    let mode = |path: &Path| std::fs::read_to_string(path).unwrap();
+    assert_eq!(
+        mode(&before),
+        mode(&after),
+        "{command} left the terminal's mode changed"
+    );
     printed
+}
+
+/// A created container, killed and deleted however the test ends.
+struct Created<'a> {
+    state_dir: &'a Path,
+    log: &'a Path,
+    id: String,
+}
+
+impl Drop for Created<'_> {
+    fn drop(&mut self) {
+        let _ = oci(self.state_dir, self.log, &["kill", &self.id, "KILL"]);
+        let stopped = || {
+            let output = oci(self.state_dir, self.log, &["state", &self.id]);
+            serde_json::from_slice::<serde_json::Value>(&output.stdout)
+                .map_or(true, |state| state["status"] == "stopped")
+        };
+        let started = Instant::now();
+        while !stopped() && started.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = oci(self.state_dir, self.log, &["delete", "--force", &self.id]);
+    }
 }
 
 #[test]
@@ -994,6 +1031,11 @@ fn run_and_exec_give_the_process_the_callers_terminal_without_an_engine() {
     );
     let stderr = || std::fs::read_to_string(&log).unwrap_or_default();
     assert!(created.status.success(), "{}", stderr());
+    let _created = Created {
+        state_dir: &state_dir,
+        log: &log,
+        id: id.clone(),
+    };
     assert!(
         oci(&state_dir, &log, &["start", &id]).status.success(),
         "{}",
@@ -1014,15 +1056,6 @@ fn run_and_exec_give_the_process_the_callers_terminal_without_an_engine() {
     assert!(!refused.status.success());
     assert!(
         stderr().contains("a detached terminal needs --console-socket"),
-        "{}",
-        stderr()
-    );
-    let _ = oci(&state_dir, &log, &["kill", &id, "KILL"]);
-    wait_until("the container stops", || {
-        state(&state_dir, &log, &id)["status"] == "stopped"
-    });
-    assert!(
-        oci(&state_dir, &log, &["delete", &id]).status.success(),
         "{}",
         stderr()
     );

@@ -261,7 +261,7 @@ pub fn exec(
                 if options.detach {
                     "a detached terminal needs --console-socket"
                 } else {
-                    "a terminal needs --console-socket, or a terminal on stdin"
+                    "a terminal needs --console-socket, or a terminal on stdin in the foreground"
                 },
             )
         };

@@ -97,7 +97,7 @@ fn own_terminal(
     let proxy = TerminalProxy::start()?;
     if proxy.is_none() {
         eprintln!(
-            "warning: process.terminal: stdin is not a terminal, so there is none to give the process; it inherits stdin, stdout and stderr"
+            "warning: process.terminal: stdin is not a terminal in the foreground, so there is none to give the process; it inherits stdin, stdout and stderr"
         );
     }
     Ok(proxy)

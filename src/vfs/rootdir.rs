@@ -249,10 +249,14 @@ impl RootDir {
     pub fn create_dir_all(&self, path: &Path) -> Result<OwnedFd, VfsError> {
         // Most mount points exist already: one `openat2` resolves them the same way the walk
         // would (inside the root, magic links refused), instead of four syscalls a component.
+        // The walk takes over where it finds nothing, and where the kernel gives up because a
+        // `..` raced with a mount or rename elsewhere (EAGAIN, EXDEV).
         if self.resolver == Resolver::Kernel {
             match self.open_at(path, PATH_FLAGS | OFlag::O_DIRECTORY) {
                 Ok(fd) => return Ok(fd),
-                Err(e) if e.is_missing() => {}
+                Err(e)
+                    if e.is_missing()
+                        || matches!(e.errno(), Some(Errno::EAGAIN | Errno::EXDEV)) => {}
                 Err(e) => return Err(e),
             }
         }
