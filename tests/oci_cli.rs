@@ -249,31 +249,6 @@ fn features_and_refused_options() {
     );
 }
 
-/// Accepts one connection on `listener` and returns the fd it carries (`SCM_RIGHTS`).
-fn receive_fd(listener: &std::os::unix::net::UnixListener) -> std::os::fd::OwnedFd {
-    use std::mem::MaybeUninit;
-
-    use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, recvmsg};
-    let (stream, _) = listener.accept().unwrap();
-    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
-    let mut control = RecvAncillaryBuffer::new(&mut space);
-    let mut data = [0u8; 64];
-    recvmsg(
-        &stream,
-        &mut [std::io::IoSliceMut::new(&mut data)],
-        &mut control,
-        RecvFlags::empty(),
-    )
-    .unwrap();
-    control
-        .drain()
-        .find_map(|message| match message {
-            RecvAncillaryMessage::ScmRights(mut fds) => fds.next(),
-            _ => None,
-        })
-        .expect("an fd over SCM_RIGHTS")
-}
-
 #[test]
 fn a_terminal_goes_to_the_console_socket() {
     privileged!();
@@ -299,7 +274,7 @@ fn a_terminal_goes_to_the_console_socket() {
             .success()
     );
     assert!(stderr().contains("process.terminal"), "{}", stderr());
-    let receiver = std::thread::spawn(move || receive_fd(&listener));
+    let receiver = std::thread::spawn(move || common::receive_fd(&listener));
     let created = oci(
         &state_dir,
         &log,

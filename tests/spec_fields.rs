@@ -380,31 +380,6 @@ fn runcs_default_spec_runs_on_the_host_and_on_a_fixture_without_cgroups() {
     ok(&output);
 }
 
-/// Accepts one connection on `listener` and returns the fd it carries (`SCM_RIGHTS`).
-fn receive_fd(listener: &std::os::unix::net::UnixListener) -> std::os::fd::OwnedFd {
-    use std::mem::MaybeUninit;
-
-    use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, recvmsg};
-    let (stream, _) = listener.accept().unwrap();
-    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
-    let mut control = RecvAncillaryBuffer::new(&mut space);
-    let mut data = [0u8; 64];
-    recvmsg(
-        &stream,
-        &mut [std::io::IoSliceMut::new(&mut data)],
-        &mut control,
-        RecvFlags::empty(),
-    )
-    .unwrap();
-    control
-        .drain()
-        .find_map(|message| match message {
-            RecvAncillaryMessage::ScmRights(mut fds) => fds.next(),
-            _ => None,
-        })
-        .expect("an fd over SCM_RIGHTS")
-}
-
 #[test]
 fn runcs_default_spec_runs_under_create_and_start() {
     privileged!();
@@ -414,7 +389,7 @@ fn runcs_default_spec_runs_under_create_and_start() {
     let work = tempfile::tempdir().unwrap();
     let (state, socket) = (work.path().join("state"), work.path().join("console.sock"));
     let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
-    let receiver = std::thread::spawn(move || receive_fd(&listener));
+    let receiver = std::thread::spawn(move || common::receive_fd(&listener));
     let id = format!("runc-spec-{}", std::process::id());
     let log = work.path().join("log");
     // stderr into a file, and create's stdout nowhere: the created container inherits them,

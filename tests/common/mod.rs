@@ -328,3 +328,28 @@ pub fn oci(state: &Path, log: &Path, args: &[&str]) -> Output {
         .output()
         .unwrap()
 }
+
+/// Accepts one connection on `listener` and returns the fd it carries (`SCM_RIGHTS`).
+pub fn receive_fd(listener: &std::os::unix::net::UnixListener) -> std::os::fd::OwnedFd {
+    use std::mem::MaybeUninit;
+
+    use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, recvmsg};
+    let (stream, _) = listener.accept().unwrap();
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let mut data = [0u8; 64];
+    recvmsg(
+        &stream,
+        &mut [std::io::IoSliceMut::new(&mut data)],
+        &mut control,
+        RecvFlags::empty(),
+    )
+    .unwrap();
+    control
+        .drain()
+        .find_map(|message| match message {
+            RecvAncillaryMessage::ScmRights(mut fds) => fds.next(),
+            _ => None,
+        })
+        .expect("an fd over SCM_RIGHTS")
+}
