@@ -7,6 +7,7 @@
 //! `cgroup.freeze`). `accelgate run` runs end to end on a unified view of the host: a private
 //! mount namespace with cgroup2 at /sys/fs/cgroup.
 
+#[macro_use]
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
@@ -16,14 +17,6 @@ use std::process::{Command, Stdio};
 use accelgate::runtime::{Cgroup, CgroupPlan, Hierarchies, Hierarchy, frozen, set_frozen};
 use common::oci;
 use serde_json::json;
-
-macro_rules! privileged {
-    () => {
-        if !common::privileged(module_path!()) {
-            return;
-        }
-    };
-}
 
 const UNIFIED: &str = "/sys/fs/cgroup/unified";
 

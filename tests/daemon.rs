@@ -4,6 +4,7 @@
 //! `linux.devices`); the daemon is a process of its own, and every socket, state directory and
 //! bundle lives in a temporary directory.
 
+#[macro_use]
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -13,18 +14,6 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::TempBundle;
-
-macro_rules! privileged {
-    () => {
-        if !common::privileged(module_path!()) {
-            return;
-        }
-    };
-}
-
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
 
 fn accelgate() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_accelgate"));
@@ -182,10 +171,15 @@ fn bundle(daemon: &Daemon, args: &[&str]) -> TempBundle {
     let devices = fixture_devices(daemon.fixture);
     TempBundle::new(|spec| {
         *spec = serde_json::from_str(
-            &std::fs::read_to_string(repo().join("examples/tpu-probe/config.json")).unwrap(),
+            &std::fs::read_to_string(common::repo().join("examples/tpu-probe/config.json"))
+                .unwrap(),
         )
         .unwrap();
-        spec["root"]["path"] = repo().join("examples/rootfs").display().to_string().into();
+        spec["root"]["path"] = common::repo()
+            .join("examples/rootfs")
+            .display()
+            .to_string()
+            .into();
         let mounts = spec["mounts"].as_array_mut().unwrap();
         mounts.retain(|m| m["destination"] != "/sys/fs/cgroup");
         for mount in mounts {

@@ -2,18 +2,11 @@
 //! (Debian's, with conmon) gets its own configuration, storage and state in a temporary
 //! directory; nothing is left in /etc, /run, cgroups or the mount table.
 
+#[macro_use]
 mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-
-macro_rules! privileged {
-    () => {
-        if !common::privileged(module_path!()) {
-            return;
-        }
-    };
-}
 
 /// The cgroups podman makes for conmon (`/libpod_parent/conmon` in each v1 controller with
 /// the cgroupfs manager), removed at the end unless they were there before.

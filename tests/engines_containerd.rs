@@ -4,19 +4,12 @@
 //! directory; nothing in /etc), imports a busybox image it builds as an OCI archive, and on
 //! any end kills what it started, unmounts what containerd mounted and removes its files.
 
+#[macro_use]
 mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-macro_rules! privileged {
-    () => {
-        if !common::privileged(module_path!()) {
-            return;
-        }
-    };
-}
 
 /// The image the test builds and imports.
 const IMAGE: &str = "localhost/accelgate-busybox:test";

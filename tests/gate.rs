@@ -2,6 +2,7 @@
 //! simulated TPUs (`--simulate`); the filter lives only in the sandboxed probe, the supervisor
 //! in its own process, and this harness reads what they print and log.
 
+#[macro_use]
 mod common;
 
 use std::collections::BTreeSet;
@@ -13,20 +14,8 @@ use std::time::{Duration, Instant};
 use accelgate::accel::abi::{V4_INTERRUPT_OFFSETS, V4LITE_INTERRUPT_OFFSETS};
 use common::TempBundle;
 
-macro_rules! privileged {
-    () => {
-        if !common::privileged(module_path!()) {
-            return;
-        }
-    };
-}
-
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
 fn example() -> PathBuf {
-    repo().join("examples/tpu-probe")
+    common::repo().join("examples/tpu-probe")
 }
 
 /// The example bundle with absolute paths and `edit` applied, in a temporary directory.
@@ -36,7 +25,11 @@ fn probe_bundle(edit: impl FnOnce(&mut serde_json::Value)) -> TempBundle {
         *spec =
             serde_json::from_str(&std::fs::read_to_string(example().join("config.json")).unwrap())
                 .unwrap();
-        spec["root"]["path"] = repo().join("examples/rootfs").display().to_string().into();
+        spec["root"]["path"] = common::repo()
+            .join("examples/rootfs")
+            .display()
+            .to_string()
+            .into();
         for mount in spec["mounts"].as_array_mut().unwrap() {
             if mount["destination"] == "/tpu-probe" {
                 mount["source"] = binary.display().to_string().into();

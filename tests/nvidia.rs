@@ -6,6 +6,7 @@
 //! checked in the simulator's log. Unprivileged: `accelgate nvidia versions` and the refusal of
 //! an unsupported host driver.
 
+#[macro_use]
 mod common;
 
 use std::path::Path;
@@ -14,25 +15,18 @@ use std::time::Duration;
 
 use common::TempBundle;
 
-macro_rules! privileged {
-    () => {
-        if !common::privileged(module_path!()) {
-            return;
-        }
-    };
-}
-
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
 /// examples/nvidia-probe's bundle with absolute paths and `edit` applied.
 fn probe_bundle(edit: impl FnOnce(&mut serde_json::Value)) -> TempBundle {
     let binary = common::nvidia_probe();
     TempBundle::new(|spec| {
-        let text = std::fs::read_to_string(repo().join("examples/nvidia-probe/config.json"));
+        let text =
+            std::fs::read_to_string(common::repo().join("examples/nvidia-probe/config.json"));
         *spec = serde_json::from_str(&text.unwrap()).unwrap();
-        spec["root"]["path"] = repo().join("examples/rootfs").display().to_string().into();
+        spec["root"]["path"] = common::repo()
+            .join("examples/rootfs")
+            .display()
+            .to_string()
+            .into();
         for mount in spec["mounts"].as_array_mut().unwrap() {
             if mount["destination"] == "/nvidia-probe" {
                 mount["source"] = binary.display().to_string().into();

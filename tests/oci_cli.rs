@@ -2,6 +2,7 @@
 //! `exec`, `ps`, `pause`, `resume`, `update`, `features`) on real containers, each in a state
 //! directory of its own.
 
+#[macro_use]
 mod common;
 
 use std::path::{Path, PathBuf};
@@ -10,14 +11,6 @@ use std::time::{Duration, Instant};
 
 use common::oci;
 use serde_json::json;
-
-macro_rules! privileged {
-    () => {
-        if !common::privileged(module_path!()) {
-            return;
-        }
-    };
-}
 
 fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     let started = Instant::now();

@@ -1,6 +1,7 @@
 //! Privileged: real sandboxes with `accelgate run` (root, namespaces, mounts). Each sandbox is a
 //! child process; this harness only compares what the host looks like before and after.
 
+#[macro_use]
 mod common;
 
 use std::fs;
@@ -11,14 +12,6 @@ use std::time::{Duration, Instant};
 
 use common::{host_view, run_sandbox, runnable_bundle};
 use serde_json::json;
-
-macro_rules! privileged {
-    () => {
-        if !common::privileged(module_path!()) {
-            return;
-        }
-    };
-}
 
 fn example(name: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

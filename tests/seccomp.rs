@@ -2,6 +2,7 @@
 //! under `accelgate run`, `create`/`start` and `exec`: errnoRet, argument conditions, an agent
 //! getting the listener at `listenerPath`, and bad fields refused by name.
 
+#[macro_use]
 mod common;
 
 use std::os::fd::AsFd;
@@ -11,14 +12,6 @@ use std::time::{Duration, Instant};
 
 use common::{TempBundle, oci, runnable_bundle};
 use serde_json::json;
-
-macro_rules! privileged {
-    () => {
-        if !common::privileged(module_path!()) {
-            return;
-        }
-    };
-}
 
 /// A profile that allows everything but `mkdir` (EPERM, the errnoRet given), `rmdir` (EROFS)
 /// and `kill` with a signal from 16 to 31 (a masked argument condition).

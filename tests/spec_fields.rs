@@ -2,6 +2,7 @@
 //! oomScoreAdj, personality, the session keyring, namespaces by path, hooks, the device
 //! cgroup), what a workload finds through /proc/1, and the fields it refuses by name.
 
+#[macro_use]
 mod common;
 
 use std::path::Path;
@@ -10,14 +11,6 @@ use std::time::Duration;
 
 use common::{TempBundle, runnable_bundle};
 use serde_json::json;
-
-macro_rules! privileged {
-    () => {
-        if !common::privileged(module_path!()) {
-            return;
-        }
-    };
-}
 
 fn run(bundle: &TempBundle, command: &[&str]) -> Output {
     common::run_sandbox(bundle.dir.path(), None, command)

@@ -6,6 +6,22 @@ use std::process::{Command, Output, Stdio};
 use std::sync::Once;
 use std::time::{Duration, Instant};
 
+/// Returns from the test unless it may run privileged here (see [`privileged`]); under
+/// `ACCELGATE_REQUIRE_PRIVILEGED=1` it fails instead.
+#[allow(unused_macros)]
+macro_rules! privileged {
+    () => {
+        if !common::privileged(module_path!()) {
+            return;
+        }
+    };
+}
+
+/// This checkout.
+pub fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
 /// `fixtures/sysfs` in this checkout.
 pub fn fixtures_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/sysfs")
