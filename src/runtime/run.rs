@@ -33,6 +33,8 @@ pub fn run(
 ) -> Result<Launched, RuntimeError> {
     let hooks = Hooks::of(&bundle.spec).0;
     let seccomp = spec_filter(&bundle.spec, options.gate.is_some())?;
+    // Before the cgroups, so that nothing needs undoing when it fails; dropped, it ends.
+    let proxy = own_terminal(&bundle.spec, &options.launch)?;
     let mut lifecycle = Around::new(bundle, plan, &hooks)?;
     let cgroups = match lifecycle.make_cgroups() {
         Ok(join) => join,
@@ -47,15 +49,6 @@ pub fn run(
         seccomp,
         cgroups,
         ..options.launch
-    };
-    let proxy = match own_terminal(&bundle.spec, &launch_options) {
-        Ok(proxy) => proxy,
-        Err(e) => {
-            for cgroup in lifecycle.cgroups.drain(..) {
-                cgroup.remove();
-            }
-            return Err(e);
-        }
     };
     if let Some(proxy) = &proxy {
         launch_options.console_socket = Some(proxy.socket().to_path_buf());
